@@ -46,6 +46,14 @@ def without(labels: Labels, names: Iterable[str]) -> Labels:
     return tuple((k, v) for k, v in labels if k not in drop)
 
 
+def without_name(labels: Labels) -> Labels:
+    """``labels`` less ``__name__`` (the same object when it has none)."""
+    for k, _ in labels:
+        if k == "__name__":
+            return tuple(p for p in labels if p[0] != "__name__")
+    return labels
+
+
 def _unescape(raw: bytes) -> str:
     def repl(m: re.Match[bytes]) -> bytes:
         c = m.group(1)
