@@ -1,0 +1,70 @@
+"""``kpimon check FILE...``: validate daemon configs and KPI rule files, print every problem.
+
+Each file is a daemon config (its ``rule_files`` are checked with it) or a rule file, told apart
+by content: a mapping with a ``kpis`` key is a rule file. Problems go to ``err`` as
+``FILE:LINE:COL: path: message``, one line each; a valid file gets one ``FILE: ok (...)`` line on
+``out``. The CLI (``kpimon.cli``) wires :func:`run_check` to argparse.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TextIO
+
+from kpimon.config.loader import UnreadableFile, build_config, read_text
+from kpimon.config.rules import is_rule_file, parse_rules
+from kpimon.config.yamlload import load_yaml
+from kpimon.errors import ConfigError
+
+EXIT_OK = 0
+EXIT_INVALID = 1
+EXIT_USAGE = 2
+
+
+def run_check(paths: Sequence[str], out: TextIO, err: TextIO) -> int:
+    """Check each file in ``paths``.
+
+    Returns:
+        0 when every file is valid, 1 when any is invalid or unreadable, 2 when no file was
+        given.
+    """
+    if not paths:
+        print("usage: kpimon check FILE...", file=err)
+        return EXIT_USAGE
+    status = EXIT_OK
+    for path in paths:
+        try:
+            line = _check_one(path)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                print(problem, file=err)
+            status = EXIT_INVALID
+        else:
+            print(line, file=out)
+    return status
+
+
+def _check_one(path: str) -> str:
+    """The success line for ``path``; raises ConfigError otherwise."""
+    try:
+        text, problem = read_text(path, path)
+    except OSError as exc:
+        raise ConfigError([UnreadableFile.of(path, exc)]) from None
+    if problem is not None:
+        raise ConfigError([problem])
+    assert text is not None
+    root, _ = load_yaml(text, path)
+    if is_rule_file(root):
+        kpis, problems = parse_rules(text, path)
+        if problems:
+            raise ConfigError(problems)
+        return f"{path}: ok ({_count(len(kpis), 'KPI')})"
+    config = build_config(text, path)
+    return (
+        f"{path}: ok ({_count(len(config.scrape_configs), 'scrape config')}, "
+        f"{_count(len(config.kpis), 'KPI')})"
+    )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

@@ -1,0 +1,490 @@
+"""KPI rule files (``kpis:``) → :class:`~kpimon.config.models.Kpi` objects, every problem collected.
+
+Pure: takes text or positioned nodes, returns KPIs plus problems. Expressions are compiled here
+(:func:`kpimon.promql.compile_expr`), and a PromQL error is reported at the spot in ``expr``
+where it was found when that can be known. KPI names must be unique across all the rule files
+of a config, so callers pass one ``seen`` dictionary through every file.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final, cast
+
+from kpimon import labels as labelset
+from kpimon.config.durations import format_duration
+from kpimon.config.fields import (
+    Problems,
+    as_duration,
+    as_map,
+    as_number,
+    as_seq,
+    as_str,
+    as_str_map,
+    check_keys,
+    check_label_name,
+    require,
+    suggestion,
+)
+from kpimon.config.models import (
+    LEVEL_NAMES,
+    RESERVED_LABELS,
+    UNITS,
+    Direction,
+    Kpi,
+    Level,
+    LevelName,
+    NoData,
+    Semantics,
+    Threshold,
+)
+from kpimon.config.yamlload import Map, Node, Scalar, join_index, join_key, load_yaml, position_at
+from kpimon.errors import Position, Problem, PromQLError
+from kpimon.promql.compile import CompiledExpr, compile_expr
+
+KPI_NAME: Final = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+
+_KPI_KEYS: Final = (
+    "name",
+    "help",
+    "owner",
+    "unit",
+    "expr",
+    "source",
+    "target",
+    "levels",
+    "max_gap",
+    "no_data",
+    "semantics",
+    "labels",
+    "annotations",
+)
+_LEVEL_KEYS: Final = ("above", "below", "for", "clear", "clear_for", "keep_firing_for")
+_DIRECTIONS: Final[tuple[Direction, ...]] = ("above", "below")
+
+
+def parse_rules(
+    text: str, file: str, seen: dict[str, Position] | None = None
+) -> tuple[tuple[Kpi, ...], list[Problem]]:
+    """Parse the text of a rule file.
+
+    Args:
+        text: the file's contents.
+        file: the file name for positions, as the user wrote it.
+        seen: KPI names already defined (by earlier rule files) and where; updated in place.
+
+    Returns:
+        The valid KPIs and every problem found (the KPIs are only usable when there is none).
+    """
+    root, yaml_problems = load_yaml(text, file)
+    problems = Problems()
+    problems.extend(yaml_problems)
+    kpis = parse_rules_node(root, file, problems, {} if seen is None else seen)
+    return kpis, problems.items
+
+
+def is_rule_file(root: Node | None) -> bool:
+    """Whether a parsed document looks like a rule file: a mapping with ``kpis`` (or with
+    ``groups``, a Prometheus rule file, so that it gets the rule-file message)."""
+    return isinstance(root, Map) and ("kpis" in root or "groups" in root)
+
+
+def parse_rules_node(
+    root: Node | None, file: str, problems: Problems, seen: dict[str, Position]
+) -> tuple[Kpi, ...]:
+    """Parse a rule file's root node; see :func:`parse_rules`."""
+    if root is None:
+        return ()  # an empty rule file defines no KPIs, as in Prometheus
+    top = as_map(root, "", problems)
+    if top is None:
+        return ()
+    for key, _ in top.entries:
+        if key.text == "groups":
+            problems.add(
+                key.pos,
+                "",
+                '"groups" is a Prometheus rule file key; a kpimon rule file has a '
+                'top-level "kpis" list (docs/rules.md)',
+            )
+        elif key.text != "kpis":
+            problems.add(key.pos, "", f'unknown key "{key.text}"{suggestion(key.text, ["kpis"])}')
+    node = top.get("kpis")
+    if node is None:
+        return ()
+    items = as_seq(node, "kpis", problems)
+    if items is None:
+        return ()
+    kpis: list[Kpi] = []
+    for i, item in enumerate(items.items):
+        kpi = _kpi(item, join_index("kpis", i), file, problems, seen)
+        if kpi is not None:
+            kpis.append(kpi)
+    return tuple(kpis)
+
+
+def _kpi(
+    node: Node, path: str, file: str, problems: Problems, seen: dict[str, Position]
+) -> Kpi | None:
+    m = as_map(node, path, problems)
+    if m is None:
+        return None
+    before = len(problems)
+    check_keys(m, path, _KPI_KEYS, problems)
+
+    name = _name(m, path, problems, seen)
+    owner_node = require(m, "owner", path, problems)
+    owner = None
+    if owner_node is not None:
+        owner = as_str(owner_node, join_key(path, "owner"), problems, nonempty=True)
+    help_node = m.get("help")
+    help_text = "" if help_node is None else as_str(help_node, join_key(path, "help"), problems)
+    unit = _choice(m, "unit", path, UNITS, "none", problems)
+    semantics = _choice(m, "semantics", path, ("default", "prometheus"), "default", problems)
+    _source(m, path, problems)
+    expr, expr_pos = _expr(m, path, problems)
+    target = _target(m.get("target"), join_key(path, "target"), problems)
+    levels = _levels(m, path, problems, semantics)
+    max_gap = _duration(m, "max_gap", path, problems)
+    if semantics == "prometheus" and max_gap:
+        problems.add(
+            _value_pos(m, "max_gap"),
+            join_key(path, "max_gap"),
+            "max_gap is not available with semantics: prometheus (Prometheus drops a missing "
+            "series at once)",
+        )
+    no_data = _no_data(m.get("no_data"), join_key(path, "no_data"), problems)
+    labels = _labels(m.get("labels"), join_key(path, "labels"), problems)
+    annotations_node = m.get("annotations")
+    annotations = (
+        as_str_map(annotations_node, join_key(path, "annotations"), problems)
+        if annotations_node is not None
+        else ()
+    )
+    if len(problems) > before:
+        return None
+    # No new problem means every required part parsed.
+    assert name is not None
+    assert owner is not None
+    assert help_text is not None
+    assert expr is not None
+    assert expr_pos is not None
+    assert levels is not None
+    assert no_data is not None
+    assert labels is not None
+    assert annotations is not None
+    return Kpi(
+        name=name,
+        help=help_text,
+        owner=owner,
+        unit=unit,
+        expr=expr,
+        target=target,
+        levels=levels,
+        max_gap_s=max_gap,
+        no_data=no_data,
+        semantics=cast(Semantics, semantics),
+        labels=labels,
+        annotations=annotations,
+        file=file,
+        position=m.pos,
+        expr_position=expr_pos,
+    )
+
+
+def _value_pos(m: Map, key: str) -> Position:
+    value = m.get(key)
+    return value.pos if value is not None else m.pos
+
+
+def _name(m: Map, path: str, problems: Problems, seen: dict[str, Position]) -> str | None:
+    node = require(m, "name", path, problems)
+    if node is None:
+        return None
+    sub = join_key(path, "name")
+    name = as_str(node, sub, problems)
+    if name is None:
+        return None
+    if not KPI_NAME.fullmatch(name):
+        problems.add(
+            node.pos, sub, f'invalid KPI name "{name}" (must match [a-zA-Z_:][a-zA-Z0-9_:]*)'
+        )
+        return None
+    first = seen.get(name)
+    if first is not None:
+        where = (
+            f"line {first.line}, column {first.column}"
+            if first.file == node.pos.file
+            else str(first)
+        )
+        problems.add(node.pos, sub, f'duplicate KPI name "{name}" (first defined at {where})')
+        return None
+    seen[name] = node.pos
+    return name
+
+
+def _choice(
+    m: Map, key: str, path: str, choices: tuple[str, ...], default: str, problems: Problems
+) -> str:
+    node = m.get(key)
+    if node is None:
+        return default
+    sub = join_key(path, key)
+    value = as_str(node, sub, problems)
+    if value is None:
+        return default
+    if value not in choices:
+        problems.add(
+            node.pos,
+            sub,
+            f'unknown {key} "{value}"{suggestion(value, choices)}; expected one of '
+            + ", ".join(choices),
+        )
+        return default
+    return value
+
+
+def _source(m: Map, path: str, problems: Problems) -> None:
+    node = m.get("source")
+    if node is None:
+        return
+    sub = join_key(path, "source")
+    value = as_str(node, sub, problems)
+    if value == "remote":
+        problems.add(
+            node.pos, sub, 'source "remote" is not supported by this version of kpimon yet'
+        )
+    elif value is not None and value != "local":
+        problems.add(
+            node.pos,
+            sub,
+            f'unknown source "{value}"{suggestion(value, ["local", "remote"])}; '
+            'expected "local" or "remote"',
+        )
+
+
+def _expr(m: Map, path: str, problems: Problems) -> tuple[CompiledExpr | None, Position | None]:
+    node = require(m, "expr", path, problems)
+    if node is None:
+        return None, None
+    sub = join_key(path, "expr")
+    text = as_str(node, sub, problems, nonempty=True)
+    if text is None:
+        return None, None
+    try:
+        return compile_expr(text), node.pos
+    except PromQLError as exc:
+        pos = node.pos
+        if exc.offset is not None and isinstance(node, Scalar):
+            pos = position_at(node, exc.offset)
+        problems.add(pos, sub, exc.message)
+        return None, None
+
+
+def _direction(m: Map, path: str, problems: Problems, what: str) -> tuple[Direction, float] | None:
+    """The one of ``above``/``below`` a target or level has, with its number."""
+    present = [d for d in _DIRECTIONS if d in m]
+    if not present:
+        problems.add(m.pos, path, f'{what} needs "above" or "below"')
+        return None
+    if len(present) == 2:
+        key = m.key("below")
+        assert key is not None
+        problems.add(key.pos, path, f'{what} has either "above" or "below", not both')
+        return None
+    direction = present[0]
+    node = m.get(direction)
+    assert node is not None
+    value = as_number(node, join_key(path, direction), problems)
+    return None if value is None else (direction, value)
+
+
+def _target(node: Node | None, path: str, problems: Problems) -> Threshold | None:
+    if node is None:
+        return None
+    m = as_map(node, path, problems)
+    if m is None:
+        return None
+    check_keys(m, path, _DIRECTIONS, problems)
+    found = _direction(m, path, problems, "a target")
+    return None if found is None else Threshold(direction=found[0], value=found[1])
+
+
+def _levels(m: Map, path: str, problems: Problems, semantics: str) -> tuple[Level, ...] | None:
+    node = require(m, "levels", path, problems)
+    if node is None:
+        return None
+    path = join_key(path, "levels")
+    levels_map = as_map(node, path, problems)
+    if levels_map is None:
+        return None
+    if not levels_map.entries:
+        problems.add(levels_map.pos, path, "at least one level (warning or critical) is required")
+        return None
+    by_name: dict[str, Level] = {}
+    ok = True
+    for key, value in levels_map.entries:
+        if key.text not in LEVEL_NAMES:
+            problems.add(
+                key.pos,
+                path,
+                f'unknown level "{key.text}"{suggestion(key.text, LEVEL_NAMES)}; '
+                "levels are warning and critical",
+            )
+            ok = False
+            continue
+        level = _level(key.text, value, join_key(path, key.text), problems, semantics)
+        if level is None:
+            ok = False
+        else:
+            by_name[level.name] = level
+    warning, critical = by_name.get("warning"), by_name.get("critical")
+    if warning is not None and critical is not None:
+        ok = _consistent(warning, critical, join_key(path, "critical"), problems) and ok
+    if not ok:
+        return None
+    return tuple(by_name[n] for n in LEVEL_NAMES if n in by_name)
+
+
+def _level(
+    name: LevelName, node: Node, path: str, problems: Problems, semantics: str
+) -> Level | None:
+    m = as_map(node, path, problems)
+    if m is None:
+        return None
+    before = len(problems)
+    check_keys(m, path, _LEVEL_KEYS, problems)
+    found = _direction(m, path, problems, "a level")
+    for_s = _duration(m, "for", path, problems)
+    clear_for_s = _duration(m, "clear_for", path, problems)
+    if "keep_firing_for" in m:
+        if "clear_for" in m:
+            key = m.key("keep_firing_for")
+            assert key is not None
+            problems.add(
+                key.pos,
+                path,
+                '"clear_for" and "keep_firing_for" are the same setting (keep_firing_for is '
+                "Prometheus' name for it); use one",
+            )
+        else:
+            clear_for_s = _duration(m, "keep_firing_for", path, problems)
+    clear: float | None = None
+    clear_node = m.get("clear")
+    if clear_node is not None:
+        clear = as_number(clear_node, join_key(path, "clear"), problems)
+        if semantics == "prometheus":
+            problems.add(
+                clear_node.pos,
+                join_key(path, "clear"),
+                "clear is not available with semantics: prometheus (Prometheus alerting rules "
+                "resolve at the threshold)",
+            )
+    if found is not None and clear is not None and clear_node is not None:
+        direction, threshold = found
+        wrong = clear > threshold if direction == "above" else clear < threshold
+        if wrong:
+            side = "at or below" if direction == "above" else "at or above"
+            problems.add(
+                clear_node.pos,
+                join_key(path, "clear"),
+                f'clear must be {side} the threshold of {_article(direction)} "{direction}" level '
+                f"({_num(threshold)}), got {_num(clear)}",
+            )
+    if len(problems) > before or found is None:
+        return None
+    direction, threshold = found
+    return Level(
+        name=name,
+        direction=direction,
+        threshold=threshold,
+        for_s=for_s,
+        clear=threshold if clear is None else clear,
+        clear_for_s=clear_for_s,
+        position=m.pos,
+    )
+
+
+def _consistent(warning: Level, critical: Level, path: str, problems: Problems) -> bool:
+    if warning.direction != critical.direction:
+        problems.add(
+            critical.position,
+            path,
+            f'critical is an "{critical.direction}" level but warning is "{warning.direction}"; '
+            "all levels of a KPI go the same direction",
+        )
+        return False
+    if critical.direction == "above" and critical.threshold < warning.threshold:
+        problems.add(
+            critical.position,
+            path,
+            f"critical threshold {_num(critical.threshold)} is below the warning threshold "
+            f'{_num(warning.threshold)}; for an "above" KPI critical must be at least warning',
+        )
+        return False
+    if critical.direction == "below" and critical.threshold > warning.threshold:
+        problems.add(
+            critical.position,
+            path,
+            f"critical threshold {_num(critical.threshold)} is above the warning threshold "
+            f'{_num(warning.threshold)}; for a "below" KPI critical must be at most warning',
+        )
+        return False
+    return True
+
+
+def _duration(m: Map, key: str, path: str, problems: Problems, default: float = 0.0) -> float:
+    node = m.get(key)
+    if node is None:
+        return default
+    value = as_duration(node, join_key(path, key), problems)
+    return default if value is None else value
+
+
+def _no_data(node: Node | None, path: str, problems: Problems) -> NoData | None:
+    if node is None:
+        return NoData()
+    m = as_map(node, path, problems)
+    if m is None:
+        return None
+    before = len(problems)
+    check_keys(m, path, ("after", "resolve_after"), problems)
+    default = NoData()
+    after = _duration(m, "after", path, problems, default.after_s)
+    resolve_after = _duration(m, "resolve_after", path, problems, default.resolve_after_s)
+    if len(problems) > before:
+        return None
+    if resolve_after < after:
+        problems.add(
+            _value_pos(m, "resolve_after" if "resolve_after" in m else "after"),
+            path,
+            f"resolve_after ({format_duration(resolve_after)}) must not be shorter than "
+            f"after ({format_duration(after)})",
+        )
+        return None
+    return NoData(after_s=after, resolve_after_s=resolve_after)
+
+
+def _check_rule_label(name: str) -> str | None:
+    why = check_label_name(name)
+    if why is not None:
+        return why
+    if name in RESERVED_LABELS:
+        return f'label "{name}" is reserved (kpimon sets alertname, severity and kpi itself)'
+    if name.startswith("__"):
+        return f'label "{name}" is reserved (names starting with __ are internal)'
+    return None
+
+
+def _labels(node: Node | None, path: str, problems: Problems) -> labelset.Labels | None:
+    if node is None:
+        return labelset.EMPTY
+    pairs = as_str_map(node, path, problems, check_key=_check_rule_label)
+    return None if pairs is None else labelset.make(pairs)
+
+
+def _article(word: str) -> str:
+    return "an" if word[0] in "aeiou" else "a"
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if x.is_integer() and abs(x) < 1e15 else repr(x)
