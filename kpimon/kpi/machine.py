@@ -204,7 +204,9 @@ class KpiState:
         gap = t - self.last_seen
         lost = missing & (gap > rule.max_gap_s)
         if rule.prometheus:
-            expire = lost
+            # An absent series is a false condition, as for a Prometheus alert (which still
+            # honours keep_firing_for, our clear_for).
+            expire = np.zeros(n, dtype=bool)
         else:
             expire = missing & (gap >= rule.no_data_resolve_after_s)
         dt = 0.0 if self.last_t is None else max(0.0, t - self.last_t)
@@ -222,6 +224,8 @@ class KpiState:
             cond &= present
             beyond_clear &= present
             within_clear = present & ~beyond_clear
+            if rule.prometheus:
+                within_clear |= lost
             was_breaching = (ph == FIRING) | (ph == CLEARING)
             if dt:
                 self.breach_s[li, was_breaching] += dt

@@ -126,6 +126,16 @@ def test_prometheus_semantics_resolve_on_absence():
     assert [(x.to_phase, x.notifies) for x in tr] == [(FIRING, True), (INACTIVE, True)]
 
 
+def test_prometheus_semantics_keep_firing_for_covers_absence():
+    s = KpiState(MachineRule(levels=(warning(clear_for_s=30),), prometheus=True))
+    tr = run(s, [(0, {A: 80}), (15, {}), (30, {}), (45, {})])
+    assert [(x.t, x.to_phase, x.notifies) for x in tr] == [
+        (0, FIRING, True),
+        (15, CLEARING, False),
+        (45, INACTIVE, True),
+    ]
+
+
 def test_nan_value_fails_the_condition():
     s = KpiState(MachineRule(levels=(warning(),)))
     tr = run(s, [(0, {A: 80}), (15, {A: float("nan")})])
