@@ -19,11 +19,22 @@ Labels = tuple[tuple[str, str], ...]
 
 EMPTY: Labels = ()
 
-_LABEL_PAIR = re.compile(
-    rb'\s*([a-zA-Z_][a-zA-Z0-9_]*|"(?:[^"\\]|\\.)*")\s*=\s*"((?:[^"\\]|\\.)*)"\s*(,|\})', re.S
+# Patterns work on the key decoded to str once (errors replaced), with ASCII-only \s.
+_Q = r'"[^"\\]*+(?:\\.[^"\\]*+)*+"'
+_LNAME = r"(?:[a-zA-Z_][a-zA-Z0-9_]*+|" + _Q + r")"
+_PAIR = _LNAME + r"\s*+=\s*+" + _Q
+# What follows "{" (or the quoted metric name and its ","): pairs, an optional trailing comma, "}".
+_LABEL_SET = re.compile(
+    r"\s*+(?:" + _PAIR + r"\s*+(?:,\s*+" + _PAIR + r"\s*+)*+(?:,\s*+)?)?\}\s*+", re.S | re.A
 )
-_NAME = re.compile(rb"\s*([a-zA-Z_:][a-zA-Z0-9_:]*)\s*")
-_UNESCAPE = re.compile(rb"\\(.)", re.S)
+_LABEL_PAIR = re.compile(r"(" + _LNAME + r')\s*+=\s*+"([^"\\]*+(?:\\.[^"\\]*+)*+)"', re.S | re.A)
+# Without backslashes, a key whose quotes all belong to label values needs nothing more.
+_PLAIN_PAIR = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*+)\s*+=\s*+"([^"]*+)"', re.A)
+# Text format 1.0.0: the metric name quoted, first in the braces: {"my.metric", a="b"}.
+_QUOTED_NAME = re.compile(r"\s*+(" + _Q + r")\s*+(?:,|(?=\}))", re.S | re.A)
+_NAME = re.compile(r"\s*+([a-zA-Z_:][a-zA-Z0-9_:]*+)\s*+", re.A)
+# Only these escapes mean something; any other backslash is kept, as Prometheus does.
+_UNESCAPE = re.compile(r'\\([\\"n])')
 
 
 def make(mapping: Mapping[str, str] | Iterable[tuple[str, str]]) -> Labels:
@@ -54,61 +65,51 @@ def without_name(labels: Labels) -> Labels:
     return labels
 
 
-def _unescape(raw: bytes) -> str:
-    def repl(m: re.Match[bytes]) -> bytes:
-        c = m.group(1)
-        return b"\n" if c == b"n" else c
-
-    return _UNESCAPE.sub(repl, raw).decode("utf-8", "replace")
+def _unescape(raw: str) -> str:
+    if "\\" not in raw:
+        return raw
+    return _UNESCAPE.sub(lambda m: "\n" if m.group(1) == "n" else m.group(1), raw)
 
 
 def decode_key(key: bytes) -> tuple[str, Labels]:
     """Decode a series key into its metric name and label set (without ``__name__``).
 
-    Raises ValueError on a key that is not well formed.
+    Accepts what the text formats allow: blanks between tokens, a trailing comma, quoted label
+    names, and text 1.0.0's quoted metric name (``{"my.metric", a="b"}``). Invalid UTF-8 is
+    replaced. Raises ValueError on a key that is not well formed.
     """
-    brace = key.find(b"{")
+    text = key.decode("utf-8", "replace")
+    brace = text.find("{")
     if brace < 0:
-        m = _NAME.fullmatch(key)
+        m = _NAME.fullmatch(text)
         if not m:
             raise ValueError(f"invalid metric name {key[:80]!r}")
-        return m.group(1).decode(), EMPTY
-    head = key[:brace]
-    name = ""
-    if head.strip():
-        m = _NAME.fullmatch(head)
-        if not m:
-            raise ValueError(f"invalid metric name {head[:80]!r}")
-        name = m.group(1).decode()
-    pairs: list[tuple[str, str]] = []
+        return m.group(1), EMPTY
     pos = brace + 1
-    end = len(key)
-    # An empty label block, or a trailing comma before "}".
-    rest = key[pos:].strip()
-    if rest == b"}":
-        return name, EMPTY
-    while pos < end:
-        m = _LABEL_PAIR.match(key, pos)
+    if text[:brace].strip():
+        m = _NAME.fullmatch(text, 0, brace)
         if not m:
-            if key[pos:].strip() == b"}":
-                break
-            raise ValueError(f"invalid label set in {key[:120]!r}")
-        lname_raw = m.group(1)
-        if lname_raw.startswith(b'"'):
-            lname = _unescape(lname_raw[1:-1])
-        else:
-            lname = lname_raw.decode()
-        pairs.append((lname, _unescape(m.group(2))))
-        pos = m.end()
-        if m.group(3) == b"}":
-            if key[pos:].strip():
-                raise ValueError(f"unexpected text after label set in {key[:120]!r}")
-            break
+            raise ValueError(f"invalid metric name {text[:brace][:80]!r}")
+        name = m.group(1)
     else:
-        raise ValueError(f"unterminated label set in {key[:120]!r}")
-    if not name:
-        raise ValueError(f"missing metric name in {key[:120]!r}")
-    return name, make(pairs)
+        q = _QUOTED_NAME.match(text, pos)
+        if q is None or q.group(1) == '""':
+            raise ValueError(f"missing metric name in {key[:120]!r}")
+        name = _unescape(q.group(1)[1:-1])
+        pos = q.end()
+    if not _LABEL_SET.fullmatch(text, pos):
+        raise ValueError(f"invalid label set in {key[:120]!r}")
+    if "\\" not in text:
+        pairs: list[tuple[str, str]] = _PLAIN_PAIR.findall(text, pos)
+        if 2 * len(pairs) == text.count('"', pos):  # else some label name is quoted
+            if '""' in text:
+                pairs = [p for p in pairs if p[1]]
+            pairs.sort()
+            return name, tuple(pairs)
+    return name, make(
+        (_unescape(n[1:-1]) if n[:1] == '"' else n, _unescape(v))
+        for n, v in _LABEL_PAIR.findall(text, pos)
+    )
 
 
 def _escape(value: str) -> str:
