@@ -4,7 +4,12 @@
 the subset kpimon evaluates (docs/promql.md); anything else raises :class:`PromQLError` naming the
 construct. The compiled form also tells the rest of kpimon what the expression reads:
 ``metric_names`` (the scraper keeps only these) and ``max_range_s`` (the store keeps this much
-history plus the 5-minute lookback).
+history plus the 5-minute lookback). ``evaluate`` computes an expression over the
+:class:`~kpimon.store.Store` at a given time, with Prometheus 2.x semantics.
+
+Modules: ``compile`` (parse, check, plan), ``plan`` (plan nodes), ``evaluate`` (result types and
+the walk), ``select`` (selectors, lookback, windows), ``functions`` (rate & co.), ``ops``
+(operators, matching, aggregation), ``tables`` (label tables cached per series-set change).
 
 This package never does I/O and never awaits.
 """
@@ -12,5 +17,6 @@ This package never does I/O and never awaits.
 from __future__ import annotations
 
 from kpimon.promql.compile import LOOKBACK_S, CompiledExpr, compile_expr
+from kpimon.promql.evaluate import Scalar, Vector, evaluate
 
-__all__ = ["LOOKBACK_S", "CompiledExpr", "compile_expr"]
+__all__ = ["LOOKBACK_S", "CompiledExpr", "Scalar", "Vector", "compile_expr", "evaluate"]

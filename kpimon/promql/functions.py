@@ -1,0 +1,290 @@
+"""Range-vector functions (rate, irate, increase, *_over_time) with Prometheus 2.x arithmetic.
+
+Every function is computed for all series of a selector at once. The arithmetic follows
+Prometheus 2.42's promql/functions.go operation for operation (extrapolatedRate with its
+extrapolation limits and counter-reset handling, Kahan-compensated sum_over_time and
+avg_over_time), so that results agree to the last bit with Prometheus on the same samples.
+
+Two paths give the same numbers: a fast one for the daemon's case (window ends at the target's
+newest scrape, no gap and no counter reset inside the window), which needs only the first and
+last sample of each series, and a general one that gathers every row of the window. This module
+never does I/O and never awaits.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from kpimon.promql.select import Match, Window, gather, target_rows
+from kpimon.store import StoreView
+
+I64 = NDArray[np.int64]
+F64 = NDArray[np.float64]
+Mask = NDArray[np.bool_]
+
+_FAST = frozenset({"rate", "increase", "irate", "count_over_time"})
+
+
+def apply(
+    func: str, view: StoreView, m: Match, lo_ms: int, hi_ms: int, range_ms: int
+) -> tuple[Mask, F64]:
+    """``func`` over the window [lo_ms, hi_ms] of every matched series: (has a result, value)."""
+    k = m.cols.size
+    ok = np.zeros(k, dtype=bool)
+    out = np.zeros(k)
+    if not k:
+        return ok, out
+    slow = np.ones(k, dtype=bool)
+    if func in _FAST:
+        with np.errstate(all="ignore"):
+            slow = _fast(func, view, m, lo_ms, hi_ms, range_ms, ok, out)
+    idx = np.flatnonzero(slow) if slow.any() else slow[:0].nonzero()[0]
+    if idx.size:
+        w = gather(view, m.cols[idx], m.slots, m.slot_of[idx], lo_ms, hi_ms)
+        with np.errstate(all="ignore"):  # NaN and Inf are values like any other here
+            ok[idx], out[idx] = _general(func, w, lo_ms, hi_ms, range_ms)
+    return ok, out
+
+
+def _fast(
+    func: str,
+    view: StoreView,
+    m: Match,
+    lo_ms: int,
+    hi_ms: int,
+    range_ms: int,
+    ok: Mask,
+    out: F64,
+) -> Mask:
+    """Fill ``ok``/``out`` for the series the fast path can answer; returns the others.
+
+    Fast: the window ends at the target's newest row and every row of the window holds a real
+    sample of the series (for rate/increase also: no counter reset inside the window). Then the
+    samples are the rows themselves: times, first and last row are per target, not per series.
+    """
+    cap = view.capacity
+    newer, count, first_row = target_rows(view, m.slots, lo_ms, hi_ms)
+    first_ms = view.row_times[m.slots, first_row]
+    written = view.rows_written[m.slots]
+    last_ms = view.row_times[m.slots, (written - 1) % cap]
+    ix = m.index
+    first_ms_s = m.per_series(first_ms)
+    full = (view.gap_ms[ix] < first_ms_s) & m.per_series((newer == 0) & (count > 0))
+    if func == "count_over_time":
+        f = np.flatnonzero(full)
+        out[f] = m.per_series(count.astype(np.float64))[f] if m.slots.size > 1 else count[0]
+        ok[f] = True
+        return np.asarray(~full, dtype=bool)
+    if func == "irate":
+        f = np.flatnonzero(full & m.per_series(count >= 2))  # one sample: no result either way
+        prev_row = (written - 2) % cap
+        s = m.slot_of[f]
+        prev = view.values[prev_row[s], m.cols[f]]
+        last = view.last_value[m.cols[f]]
+        out[f] = _irate(prev, last, view.row_times[m.slots, prev_row][s], last_ms[s])
+        ok[f] = True
+        return np.asarray(~full, dtype=bool)
+    fast = full & (view.reset_ms[ix] <= first_ms_s)
+    # Per target: Prometheus' extrapolation quantities (identical for all its series).
+    n = count.astype(np.float64)
+    to_start = (first_ms - lo_ms).astype(np.float64) / 1000
+    to_end = (hi_ms - last_ms).astype(np.float64) / 1000
+    sampled = (last_ms - first_ms).astype(np.float64) / 1000
+    average = sampled / (n - 1)
+    threshold = average * 1.1
+    end_part = np.where(to_end < threshold, to_end, average / 2)
+    range_s = _go_seconds(range_ms) if func == "rate" else 1.0
+    which: I64 | slice
+    if fast.all():
+        which = slice(None)
+        spread = m.per_series
+        if m.slots.size == 1:
+            first = view.values[int(first_row[0]), ix]
+        else:  # one flat gather beats a 2-D one
+            flat = m.per_series(first_row) * view.values.shape[1] + m.cols
+            first = view.values.reshape(-1)[flat]
+        last = view.last_value[ix]
+    else:
+        which = np.flatnonzero(fast)
+        slot_of = m.slot_of[which]
+        cols = m.cols[which]
+        first = view.values[first_row[slot_of], cols]
+        last = view.last_value[cols]
+
+        def spread(per_slot: NDArray[Any]) -> Any:
+            return per_slot[slot_of]
+
+    result = last - first
+    sampled_s, to_start_s, threshold_s = spread(sampled), spread(to_start), spread(threshold)
+    to_zero = sampled_s * (first / result)
+    limited = (result > 0) & (first >= 0) & (to_zero < to_start_s)
+    if not limited.any() and bool(np.all(to_start < threshold)):
+        # The common case: extrapolate to both window edges, one factor per target.
+        factor = (sampled + to_start + end_part) / sampled
+        if func == "rate":
+            factor = factor / range_s
+        out[which] = result * spread(factor)
+    else:
+        start = np.where(limited, to_zero, to_start_s)
+        interval = sampled_s + np.where(start < threshold_s, start, spread(average / 2))
+        interval = interval + spread(end_part)
+        factor_s = interval / sampled_s
+        if func == "rate":
+            factor_s = factor_s / range_s
+        out[which] = result * factor_s
+    ok[which] = spread(count >= 2)
+    return np.asarray(~fast, dtype=bool)
+
+
+def _general(func: str, w: Window, lo_ms: int, hi_ms: int, range_ms: int) -> tuple[Mask, F64]:
+    real, v = w.real, w.v
+    depth, k = v.shape
+    cnt = real.sum(axis=0)
+    has = cnt > 0
+    cols = np.arange(k)
+    if func == "count_over_time":
+        return has, cnt.astype(np.float64)
+    if func in ("max_over_time", "min_over_time"):
+        # fmax/fmin skip (quiet) NaN unless all are: Prometheus' rule for NaN samples. Cells
+        # that are not samples hold signalling NaNs, which fmax/fmin would not skip: mask them.
+        red = np.fmax if func == "max_over_time" else np.fmin
+        quiet = v if real.all() else np.where(real, v, np.nan)
+        return has, red.reduce(quiet, axis=0) if depth else np.zeros(k)
+    if func == "sum_over_time":
+        return has, _kahan_sum(real, v)
+    if func == "avg_over_time":
+        return has, _kahan_avg(real, v)
+    last_i = depth - 1 - np.argmax(real[::-1], axis=0) if depth else np.zeros(k, np.int64)
+    if func == "irate":
+        before = real & (np.arange(depth)[:, None] < last_i[None, :])
+        prev_i = depth - 1 - np.argmax(before[::-1], axis=0) if depth else last_i
+        ok = cnt >= 2
+        out = np.zeros(k)
+        if depth:
+            out[ok] = _irate(
+                v[prev_i, cols][ok],
+                v[last_i, cols][ok],
+                w.times_at(prev_i)[ok],
+                w.times_at(last_i)[ok],
+            )
+        return ok, out
+    # rate, increase
+    first_i = np.argmax(real, axis=0) if depth else np.zeros(k, np.int64)
+    ok = cnt >= 2
+    if not depth:
+        return ok, np.zeros(k)
+    first, last = v[first_i, cols], v[last_i, cols]
+    result = last - first
+    prev = first.copy()
+    for i in range(depth):
+        step = real[i] & (i > first_i)
+        cur = v[i]
+        np.add(result, prev, out=result, where=step & (cur < prev))
+        prev = np.where(step, cur, prev)
+    val, _ = _extrapolate(
+        result,
+        first,
+        w.times_at(first_i),
+        w.times_at(last_i),
+        cnt,
+        lo_ms,
+        hi_ms,
+        range_ms,
+        is_rate=func == "rate",
+    )
+    return ok, np.where(ok, val, 0.0)
+
+
+def _extrapolate(
+    result: F64,
+    first: F64,
+    first_ms: I64,
+    last_ms: I64,
+    n: I64,
+    lo_ms: int,
+    hi_ms: int,
+    range_ms: int,
+    *,
+    is_rate: bool,
+) -> tuple[F64, Mask]:
+    """Prometheus' extrapolatedRate for counters, given last - first + resets (``result``)."""
+    has = n >= 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        to_start = (first_ms - lo_ms).astype(np.float64) / 1000
+        to_end = (hi_ms - last_ms).astype(np.float64) / 1000
+        sampled = (last_ms - first_ms).astype(np.float64) / 1000
+        average = sampled / (n - 1).astype(np.float64)
+        # Counters cannot go below zero: do not extrapolate the start past the zero point.
+        to_zero = sampled * (first / result)
+        limit = (result > 0) & (first >= 0) & (to_zero < to_start)
+        to_start = np.where(limit, to_zero, to_start)
+        threshold = average * 1.1
+        interval = sampled + np.where(to_start < threshold, to_start, average / 2)
+        interval = interval + np.where(to_end < threshold, to_end, average / 2)
+        factor = interval / sampled
+        if is_rate:
+            factor = factor / _go_seconds(range_ms)
+        return result * factor, has
+
+
+def _irate(prev: F64, last: F64, prev_ms: I64, last_ms: I64) -> F64:
+    """Per-second rate between the last two samples; a drop counts as a counter reset."""
+    delta = np.where(last < prev, last, last - prev)
+    return delta / ((last_ms - prev_ms).astype(np.float64) / 1000)
+
+
+def _kahan_step(total: F64, comp: F64, inc: F64) -> tuple[F64, F64]:
+    """One step of Prometheus' kahanSumInc (Neumaier's variant)."""
+    t = total + inc
+    big = np.abs(total) >= np.abs(inc)
+    comp = comp + np.where(big, (total - t) + inc, (inc - t) + total)
+    return t, comp
+
+
+def _kahan_sum(real: Mask, v: F64) -> F64:
+    depth, k = v.shape
+    total, comp = np.zeros(k), np.zeros(k)
+    every = bool(real.all())
+    for i in range(depth):
+        t, c = _kahan_step(total, comp, v[i])
+        if every:
+            total, comp = t, c
+        else:
+            total = np.where(real[i], t, total)
+            comp = np.where(real[i], c, comp)
+    return np.where(np.isinf(total), total, total + comp)
+
+
+def _kahan_avg(real: Mask, v: F64) -> F64:
+    depth, k = v.shape
+    mean, comp, count = np.zeros(k), np.zeros(k), np.zeros(k)
+    every = bool(real.all())
+    careful = bool(np.isinf(v[real]).any())  # infinities need Prometheus' special cases
+    for i in range(depth):
+        x = v[i]
+        count = count + real[i] if not every else np.full(k, float(i + 1))
+        step: Mask | None = None if every else real[i]
+        if careful:
+            # An infinite mean stays as it is unless NaN or the opposite infinity arrives.
+            keep = np.isinf(mean) & (
+                (np.isinf(x) & ((mean > 0) == (x > 0))) | (~np.isinf(x) & ~np.isnan(x))
+            )
+            step = ~keep if step is None else step & ~keep
+        t, c = _kahan_step(mean, comp, x / count - mean / count)
+        if step is None:
+            mean, comp = t, c
+            careful = bool(np.isinf(mean).any())  # overflow: from now on, be careful
+        else:
+            mean = np.where(step, t, mean)
+            comp = np.where(step, c, comp)
+            careful = careful or bool(np.isinf(mean).any())
+    return np.where(np.isinf(mean), mean, mean + comp)
+
+
+def _go_seconds(ms: int) -> float:
+    """Go's time.Duration.Seconds() for a whole number of milliseconds."""
+    whole, rest = divmod(ms, 1000)
+    return float(whole) + float(rest * 1_000_000) / 1e9
