@@ -1,9 +1,10 @@
-"""The sustained-threshold state machine of ARCHITECTURE §5, vectorised over a KPI's series.
+"""The sustained-threshold state machine of ARCHITECTURE §5, vectorised over series.
 
 One :class:`KpiState` holds, for every series of one KPI and every level (warning, critical),
-the phase (inactive, pending, firing, clearing) and its timers, as numpy arrays. :meth:`KpiState.step`
-advances all of them to evaluation time ``t`` given the KPI's instant vector at ``t`` and returns
-the transitions that happened, in a deterministic order (level, then series).
+the phase (inactive, pending, firing, clearing) and its timers, as numpy arrays.
+:meth:`KpiState.step` advances all of them to evaluation time ``t`` given the KPI's instant
+vector at ``t`` and returns the transitions that happened, in a deterministic order (level,
+then series).
 
 This module is pure: no I/O, no asyncio, no clock. Time is the ``t`` passed to ``step`` (Unix
 seconds of the evaluation tick), so the daemon, ``kpimon test`` and replays drive it identically.
@@ -23,6 +24,7 @@ Semantics per level (``above: x`` means value > x, ``below: x`` value < x; ``cle
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -95,10 +97,8 @@ class Transition:
     @property
     def notifies(self) -> bool:
         """True for the changes that reach people: firing, and resolved."""
-        return (
-            self.to_phase == FIRING
-            and self.from_phase != CLEARING
-            or (self.to_phase == INACTIVE and self.from_phase in (FIRING, CLEARING))
+        return (self.to_phase == FIRING and self.from_phase != CLEARING) or (
+            self.to_phase == INACTIVE and self.from_phase in (FIRING, CLEARING)
         )
 
     def describe(self) -> str:
@@ -277,17 +277,17 @@ class KpiState:
             self.fired_at[li, ended] = np.nan
             changed = np.flatnonzero(new != ph)
             self.phase[li] = new
-            for i in changed.tolist():
-                out.append(
-                    Transition(
-                        t=t,
-                        labels=self.labels[i],
-                        level=lv.name,
-                        from_phase=int(ph[i]),
-                        to_phase=int(new[i]),
-                        value=float(vals[i]),
-                        threshold=lv.threshold,
-                        reason=_reason_text(int(reason[i]), lv),
+            texts = _reason_texts(lv)
+            if len(changed):
+                out.extend(
+                    Transition(t, self.labels[i], lv.name, a, b, v, lv.threshold, texts[r])
+                    for i, a, b, v, r in zip(
+                        changed.tolist(),
+                        ph[changed].tolist(),
+                        new[changed].tolist(),
+                        vals[changed].tolist(),
+                        reason[changed].tolist(),
+                        strict=True,
                     )
                 )
 
@@ -321,6 +321,12 @@ class KpiState:
 
 
 _R_COND, _R_HELD, _R_FAILED, _R_LOST, _R_CLEARED, _R_AGAIN, _R_NODATA = range(1, 8)
+
+
+@functools.lru_cache(maxsize=256)
+def _reason_texts(lv: LevelRule) -> tuple[str, ...]:
+    """The reason text of every reason code for level ``lv`` (index = code)."""
+    return tuple(_reason_text(code, lv) for code in range(_R_NODATA + 1))
 
 
 def _reason_text(code: int, lv: LevelRule) -> str:

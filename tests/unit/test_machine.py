@@ -14,9 +14,9 @@ from kpimon.kpi.machine import (
     FIRING,
     INACTIVE,
     PENDING,
+    KpiState,
     LevelRule,
     MachineRule,
-    KpiState,
     Transition,
 )
 
@@ -45,27 +45,46 @@ def phases(state: KpiState, labels=A) -> list[int]:
 def test_fires_after_for_and_resolves():
     s = KpiState(MachineRule(levels=(warning(for_s=60),)))
     tr = run(s, [(0, {A: 50}), (15, {A: 75}), (30, {A: 80}), (60, {A: 80}), (75, {A: 90})])
-    assert [(x.t, x.from_phase, x.to_phase) for x in tr] == [(15, INACTIVE, PENDING), (75, PENDING, FIRING)]
-    assert tr[-1].notifies and not tr[0].notifies
-    assert s.status[s.index[A]] == 1 and s.status_since[s.index[A]] == 75
+    assert [(x.t, x.from_phase, x.to_phase) for x in tr] == [
+        (15, INACTIVE, PENDING),
+        (75, PENDING, FIRING),
+    ]
+    assert tr[-1].notifies
+    assert not tr[0].notifies
+    assert s.status[s.index[A]] == 1
+    assert s.status_since[s.index[A]] == 75
     assert s.breaches[0, 0] == 1
     tr = run(s, [(90, {A: 60})])
     assert [(x.from_phase, x.to_phase, x.notifies) for x in tr] == [(FIRING, INACTIVE, True)]
-    assert s.status[0] == 0 and s.status_since[0] == 90
+    assert s.status[0] == 0
+    assert s.status_since[0] == 90
     assert s.breach_s[0, 0] == 15
 
 
 def test_pending_resets_when_condition_fails():
     s = KpiState(MachineRule(levels=(warning(for_s=60),)))
     tr = run(s, [(0, {A: 75}), (30, {A: 60}), (45, {A: 75}), (90, {A: 75}), (105, {A: 75})])
-    assert [(x.t, x.to_phase) for x in tr] == [(0, PENDING), (30, INACTIVE), (45, PENDING), (105, FIRING)]
+    assert [(x.t, x.to_phase) for x in tr] == [
+        (0, PENDING),
+        (30, INACTIVE),
+        (45, PENDING),
+        (105, FIRING),
+    ]
 
 
 def test_hysteresis_and_clear_for():
     s = KpiState(MachineRule(levels=(warning(clear=65, clear_for_s=60),)))
     tr = run(
         s,
-        [(0, {A: 72}), (15, {A: 68}), (30, {A: 64}), (45, {A: 66}), (60, {A: 64}), (105, {A: 60}), (120, {A: 60})],
+        [
+            (0, {A: 72}),
+            (15, {A: 68}),
+            (30, {A: 64}),
+            (45, {A: 66}),
+            (60, {A: 64}),
+            (105, {A: 60}),
+            (120, {A: 60}),
+        ],
     )
     got = [(x.t, x.from_phase, x.to_phase, x.notifies) for x in tr]
     assert got == [
@@ -90,7 +109,8 @@ def test_status_takes_most_severe_breaching_level():
     crit = LevelRule(name="critical", above=True, threshold=90, clear=90)
     s = KpiState(MachineRule(levels=(warning(), crit)))
     run(s, [(0, {A: 95, B: 75})])
-    assert s.status[s.index[A]] == 2 and s.status[s.index[B]] == 1
+    assert s.status[s.index[A]] == 2
+    assert s.status[s.index[B]] == 1
 
 
 def test_missing_data_within_max_gap_keeps_timer():
@@ -114,7 +134,8 @@ def test_firing_is_not_resolved_by_missing_data_until_resolve_after():
     assert tr == []
     i = s.index[A]
     assert phases(s) == [FIRING]
-    assert s.status[i] == -1 and s.status_since[i] == 300
+    assert s.status[i] == -1
+    assert s.status_since[i] == 300
     tr = run(s, [(3600, {})])
     assert [(x.to_phase, x.reason, x.notifies) for x in tr] == [(INACTIVE, "no data", True)]
     assert math.isnan(tr[0].value)
@@ -166,7 +187,7 @@ def test_pending_seconds():
 
 
 def prometheus_alert(values: list[float], threshold: float, for_ticks: int) -> list[str]:
-    """What a Prometheus rule `expr > threshold` with `for:` reports at each tick (gap-free data)."""
+    """What the Prometheus rule `expr > threshold` with `for:` reports at each tick (no gaps)."""
     out, active_at = [], None
     for i, v in enumerate(values):
         if v > threshold:
@@ -182,7 +203,9 @@ def prometheus_alert(values: list[float], threshold: float, for_ticks: int) -> l
 @settings(max_examples=300, deadline=None)
 @given(
     values=st.lists(
-        st.one_of(st.floats(0, 100, allow_nan=False), st.just(float("nan"))), min_size=1, max_size=60
+        st.one_of(st.floats(0, 100, allow_nan=False), st.just(float("nan"))),
+        min_size=1,
+        max_size=60,
     ),
     for_ticks=st.integers(0, 6),
 )
@@ -197,14 +220,18 @@ def test_default_levels_match_prometheus_tick_for_tick(values, for_ticks):
 
 @settings(max_examples=300, deadline=None)
 @given(
-    ticks=st.lists(st.one_of(st.none(), st.floats(0, 100, allow_nan=False)), min_size=1, max_size=80),
+    ticks=st.lists(
+        st.one_of(st.none(), st.floats(0, 100, allow_nan=False)), min_size=1, max_size=80
+    ),
     for_ticks=st.integers(0, 8),
     clear=st.floats(50, 70),
     clear_for_ticks=st.integers(0, 4),
     max_gap_ticks=st.integers(0, 4),
     resolve_after_ticks=st.integers(1, 20),
 )
-def test_invariants_with_gaps(ticks, for_ticks, clear, clear_for_ticks, max_gap_ticks, resolve_after_ticks):
+def test_invariants_with_gaps(
+    ticks, for_ticks, clear, clear_for_ticks, max_gap_ticks, resolve_after_ticks
+):
     """Never fires before `for` has elapsed with the condition holding at every sample; a firing
     level is never resolved by missing data alone before no_data.resolve_after."""
     step = 15.0
@@ -228,7 +255,8 @@ def test_invariants_with_gaps(ticks, for_ticks, clear, clear_for_ticks, max_gap_
                 start = t - for_ticks * step
                 window = [ticks[j] for j in range(len(ticks)) if start <= j * step <= t]
                 assert all(w is None or w > 70 for w in window)
-                assert v is not None and v > 70
+                assert v is not None
+                assert v > 70
             if x.to_phase == INACTIVE and x.from_phase in (FIRING, CLEARING) and v is None:
                 assert last_seen is not None
                 assert t - last_seen >= resolve_after_ticks * step
@@ -242,7 +270,8 @@ def test_vectorised_over_many_series():
     assert len(s.step(0, labels, vals)) == n // 10
     assert s.step(15, labels, vals) == []
     tr = s.step(30, labels, vals)
-    assert len(tr) == n // 10 and all(x.to_phase == FIRING for x in tr)
+    assert len(tr) == n // 10
+    assert all(x.to_phase == FIRING for x in tr)
 
 
 @pytest.mark.parametrize("bad", [float("inf"), -float("inf")])

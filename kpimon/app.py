@@ -1,0 +1,287 @@
+"""The daemon: builds everything from the config, runs the loops, reloads and shuts down.
+
+Start-up: load the config (exit 2 with every problem if invalid), open one HTTP client session,
+bind the web server (not ready yet), start one scrape loop per target and the evaluation loop,
+become ready after the first evaluation. Signals only set events: SIGTERM/SIGINT stop, SIGHUP
+reloads (a valid config is swapped in keeping the state of unchanged KPIs; an invalid one is
+logged problem by problem and the running config stays). Shutdown is the reverse of start-up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp import web
+
+from kpimon import __version__
+from kpimon.clock import SYSTEM_CLOCK, Clock
+from kpimon.config import load_config
+from kpimon.config.models import DaemonConfig, ScrapeConfig
+from kpimon.errors import ConfigError
+from kpimon.kpi.engine import Engine
+from kpimon.scheduler import ScrapeManager
+from kpimon.sources import Source
+from kpimon.sources.scrape import HostSource, HttpSource
+from kpimon.store import Store
+from kpimon.web.app import build_app
+from kpimon.web.render import MetricsView, TargetView
+
+log = logging.getLogger("kpimon")
+
+USER_AGENT = f"kpimon/{__version__}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Options:
+    """Command-line options of ``kpimon run``."""
+
+    config_file: str | None
+    listen_address: str = "127.0.0.1:8574"
+    storage_path: str = "data/"
+    enable_lifecycle: bool = False
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """``host:port`` (``[v6]:port``, ``:port`` for every interface) to a (host, port) pair."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f'invalid listen address "{address}": expected host:port')
+    host = host.strip("[]") or "0.0.0.0"
+    return host, int(port)
+
+
+def build_sources(
+    cfg: DaemonConfig, session: aiohttp.ClientSession, wanted: frozenset[bytes] | None
+) -> list[Source]:
+    """One source per scrape target, plus this host when enabled."""
+    sources: list[Source] = []
+    for sc in cfg.scrape_configs:
+        sources.extend(_http_sources(sc, session, wanted))
+    if cfg.host.enabled:
+        sources.append(
+            HostSource(
+                instance=socket.gethostname(),
+                interval_s=cfg.host.interval_s,
+                timeout_s=min(cfg.global_config.scrape_timeout_s, cfg.host.interval_s),
+            )
+        )
+    return sources
+
+
+def _http_sources(
+    sc: ScrapeConfig, session: aiohttp.ClientSession, wanted: frozenset[bytes] | None
+) -> list[Source]:
+    out: list[Source] = []
+    for static in sc.static_configs:
+        for target in static.targets:
+            labels = dict(static.labels)
+            labels.update({"job": sc.job_name, "instance": target})
+            out.append(
+                HttpSource(
+                    job=sc.job_name,
+                    url=sc.url(target),
+                    labels=tuple(sorted(labels.items())),
+                    interval_s=sc.scrape_interval_s,
+                    timeout_s=sc.scrape_timeout_s,
+                    sample_limit=sc.sample_limit,
+                    body_size_limit=sc.body_size_limit,
+                    session=session,
+                    wanted=wanted,
+                    user_agent=USER_AGENT,
+                )
+            )
+    return out
+
+
+def _wanted(cfg: DaemonConfig) -> frozenset[bytes] | None:
+    names = cfg.wanted_metric_names()
+    return None if names is None else frozenset(n.encode() for n in names)
+
+
+class Daemon:
+    """A running kpimon: the config, the store, the engine, the scrape loops and the web app."""
+
+    def __init__(self, cfg: DaemonConfig, opts: Options, clock: Clock = SYSTEM_CLOCK) -> None:
+        self.cfg = cfg
+        self.opts = opts
+        self.clock = clock
+        self.store = Store(retention_s=cfg.retention_s(), min_interval_s=_min_interval(cfg))
+        self._engine = Engine(cfg.kpis, self.store)
+        self.manager = ScrapeManager(self.store, clock)
+        self.session: aiohttp.ClientSession | None = None
+        self.reload_ok = True
+        self.reload_success_wall = clock.wall()
+        self._ready = False
+        self._stop = asyncio.Event()
+        self._reload_lock = asyncio.Lock()
+        self.site_address: tuple[str, int] | None = None
+
+    # -- DaemonView -----------------------------------------------------------------------
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    @property
+    def ready(self) -> bool:
+        return self._ready
+
+    @property
+    def lifecycle_enabled(self) -> bool:
+        return self.opts.enable_lifecycle
+
+    def now(self) -> float:
+        return self.clock.wall()
+
+    def metrics_view(self) -> MetricsView:
+        targets = [
+            TargetView(
+                job=_label(h.labels, "job"),
+                instance=_label(h.labels, "instance"),
+                up=h.up,
+                duration_s=h.duration_s,
+                samples_scraped=h.samples_scraped,
+                malformed=h.malformed_total,
+            )
+            for h in self.manager.health().values()
+        ]
+        return MetricsView(
+            kpis=list(self._engine.kpis.values()),
+            now=self.clock.wall(),
+            targets=targets,
+            last_eval_wall=self._engine.last_eval_wall,
+            last_eval_duration_s=self._engine.last_eval_duration_s,
+            store_series=self.store.series_count,
+            reload_ok=self.reload_ok,
+            reload_success_wall=self.reload_success_wall,
+            version=__version__,
+        )
+
+    async def reload(self) -> list[str]:
+        """Load the config file anew; swap it in only if it is valid."""
+        async with self._reload_lock:
+            try:
+                cfg = await asyncio.to_thread(load_config, self.opts.config_file)
+            except ConfigError as exc:
+                self.reload_ok = False
+                problems = [str(p) for p in exc.problems]
+                log.error(
+                    "config reload failed, keeping the running config problems=%d", len(problems)
+                )
+                for p in problems:
+                    log.error("config problem: %s", p)
+                return problems
+            assert self.session is not None
+            self.cfg = cfg
+            self.store.reconfigure(retention_s=cfg.retention_s(), min_interval_s=_min_interval(cfg))
+            self._engine.reload(cfg.kpis)
+            await self.manager.update(build_sources(cfg, self.session, _wanted(cfg)))
+            self.reload_ok = True
+            self.reload_success_wall = self.clock.wall()
+            log.info(
+                "config reloaded kpis=%d targets=%d", len(cfg.kpis), len(self.manager.sources())
+            )
+            return []
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    # -- loops ----------------------------------------------------------------------------
+
+    async def _evaluation_loop(self) -> None:
+        interval = self.cfg.global_config.evaluation_interval_s
+        # The first evaluation waits for every target to have been tried once (bounded by one
+        # scrape interval), so that it does not judge KPIs on an empty store.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(_max_interval(self.cfg)):
+                await self.manager.first_round_done()
+        start = self.clock.monotonic()
+        k = 0
+        while True:
+            self._engine.tick(self.clock.wall())
+            if not self._ready:
+                self._ready = True
+                log.info("first evaluation done, ready kpis=%d", len(self._engine.kpis))
+            interval = self.cfg.global_config.evaluation_interval_s
+            k += 1
+            next_at = start + k * interval
+            now = self.clock.monotonic()
+            if now > next_at:  # overran: skip the missed ticks instead of bunching them
+                skipped = int((now - next_at) // interval) + 1
+                log.warning("evaluation overran its interval skipped_ticks=%d", skipped)
+                k += skipped
+                next_at = start + k * interval
+            await self.clock.sleep(next_at - now)
+
+    async def run(self) -> int:
+        """Run until stopped; returns the process exit code."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
+        host, port = split_address(self.opts.listen_address)
+        async with contextlib.AsyncExitStack() as stack:
+            self.session = await stack.enter_async_context(
+                aiohttp.ClientSession(headers={"User-Agent": USER_AGENT})
+            )
+            runner = web.AppRunner(build_app(self), access_log=None, handle_signals=False)
+            await runner.setup()
+            stack.push_async_callback(runner.cleanup)
+            site = web.TCPSite(runner, host, port)
+            await site.start()
+            addresses = runner.addresses
+            self.site_address = tuple(addresses[0][:2]) if addresses else (host, port)
+            log.info(
+                "kpimon started version=%s listen=%s:%d config=%s kpis=%d",
+                __version__,
+                self.site_address[0],
+                self.site_address[1],
+                self.opts.config_file or "(embedded default)",
+                len(self.cfg.kpis),
+            )
+            stack.push_async_callback(self.manager.stop)
+            await self.manager.update(build_sources(self.cfg, self.session, _wanted(self.cfg)))
+            evaluation = asyncio.create_task(self._evaluation_loop(), name="evaluation")
+            stopped = asyncio.create_task(self._stop.wait(), name="stop")
+            done, _ = await asyncio.wait({evaluation, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            evaluation.cancel()
+            stopped.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await evaluation
+            if evaluation in done and evaluation.exception() is not None:
+                raise evaluation.exception()  # type: ignore[misc]
+            log.info("shutting down")
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+        log.info("stopped")
+        return 0
+
+
+def _label(labels: tuple[tuple[str, str], ...], name: str) -> str:
+    return next((v for k, v in labels if k == name), "")
+
+
+def _intervals(cfg: DaemonConfig) -> list[float]:
+    out = [sc.scrape_interval_s for sc in cfg.scrape_configs]
+    if cfg.host.enabled:
+        out.append(cfg.host.interval_s)
+    return out or [cfg.global_config.scrape_interval_s]
+
+
+def _min_interval(cfg: DaemonConfig) -> float:
+    return min(_intervals(cfg))
+
+
+def _max_interval(cfg: DaemonConfig) -> float:
+    return max(_intervals(cfg))
+
+
+def load(opts: Options) -> DaemonConfig:
+    """The config ``kpimon run`` starts with (raises ConfigError)."""
+    return load_config(opts.config_file)

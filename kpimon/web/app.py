@@ -1,0 +1,164 @@
+"""The aiohttp application: /metrics, /api/v1/kpis, /-/healthy, /-/ready, /-/reload and /.
+
+Handlers only read the daemon's in-memory state (never do I/O while rendering) and answer
+errors the way the Prometheus HTTP API does: ``{"status": "error", "errorType", "error"}``.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+from typing import Protocol
+
+from aiohttp import web
+
+from kpimon import __version__
+from kpimon.kpi.engine import Engine
+from kpimon.kpi.summary import rfc3339, series_reports
+from kpimon.web.render import CONTENT_TYPE, MetricsView, Renderer
+
+log = logging.getLogger("kpimon.http")
+
+
+class DaemonView(Protocol):
+    """What the web layer needs from the daemon."""
+
+    @property
+    def engine(self) -> Engine: ...
+
+    @property
+    def ready(self) -> bool: ...
+
+    @property
+    def lifecycle_enabled(self) -> bool: ...
+
+    def metrics_view(self) -> MetricsView: ...
+
+    def now(self) -> float: ...
+
+    async def reload(self) -> list[str]:
+        """Reload the configuration; returns the problems found (empty when it succeeded)."""
+        ...
+
+
+DAEMON = web.AppKey("daemon", DaemonView)
+RENDERER = web.AppKey("renderer", Renderer)
+
+
+def _error(status: int, error_type: str, message: str) -> web.Response:
+    return web.json_response(
+        {"status": "error", "errorType": error_type, "error": message}, status=status
+    )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    daemon = request.app[DAEMON]
+    body = request.app[RENDERER].render(daemon.metrics_view())
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
+
+def _kpi_docs(daemon: DaemonView, name: str | None = None) -> list[dict[str, object]]:
+    now = daemon.now()
+    docs: list[dict[str, object]] = []
+    for rt in daemon.engine.kpis.values():
+        if name is not None and rt.kpi.name != name:
+            continue
+        for rep in series_reports(rt, now):
+            docs.append(
+                {
+                    "kpi": rep.kpi,
+                    "labels": dict(rep.labels),
+                    "value": rep.value,
+                    "status": rep.status,
+                    "status_code": rep.status_code,
+                    "since": rfc3339(rep.since),
+                    "owner": rt.kpi.owner,
+                    "unit": rt.kpi.unit,
+                    "target": (
+                        {rt.kpi.target.direction: rt.kpi.target.value}
+                        if rt.kpi.target is not None
+                        else None
+                    ),
+                    "levels": rep.levels,
+                    "summary": rep.summary,
+                }
+            )
+    return docs
+
+
+async def api_kpis(request: web.Request) -> web.Response:
+    return web.json_response({"status": "success", "data": _kpi_docs(request.app[DAEMON])})
+
+
+async def api_kpi(request: web.Request) -> web.Response:
+    daemon = request.app[DAEMON]
+    name = request.match_info["name"]
+    if name not in daemon.engine.kpis:
+        return _error(404, "not_found", f'no KPI named "{name}"')
+    return web.json_response({"status": "success", "data": _kpi_docs(daemon, name)})
+
+
+async def healthy(request: web.Request) -> web.Response:
+    return web.Response(text="kpimon is Healthy.\n")
+
+
+async def ready(request: web.Request) -> web.Response:
+    if request.app[DAEMON].ready:
+        return web.Response(text="kpimon is Ready.\n")
+    return web.Response(status=503, text="Service Unavailable: no evaluation has run yet.\n")
+
+
+async def reload(request: web.Request) -> web.Response:
+    daemon = request.app[DAEMON]
+    if not daemon.lifecycle_enabled:
+        return web.Response(status=403, text="Lifecycle API is not enabled.\n")
+    problems = await daemon.reload()
+    if problems:
+        return web.Response(
+            status=500, text="failed to reload config:\n" + "\n".join(problems) + "\n"
+        )
+    return web.Response(text="config reloaded\n")
+
+
+_STATUS_COLOURS = {
+    "ok": "#2e7d32",
+    "warning": "#ef6c00",
+    "critical": "#c62828",
+    "no_data": "#616161",
+}
+
+
+async def index(request: web.Request) -> web.Response:
+    daemon = request.app[DAEMON]
+    rows = []
+    for doc in _kpi_docs(daemon):
+        status = str(doc["status"])
+        rows.append(
+            f'<tr><td style="color:{_STATUS_COLOURS[status]}"><b>{html.escape(status)}</b></td>'
+            f"<td>{html.escape(str(doc['summary']))}</td><td>{html.escape(str(doc['since']))}</td></tr>"
+        )
+    page = (
+        "<!doctype html><html><head><meta charset='utf-8'><title>kpimon</title></head><body>"
+        f"<h1>kpimon {html.escape(__version__)}</h1>"
+        "<p><a href='/metrics'>/metrics</a> · <a href='/api/v1/kpis'>/api/v1/kpis</a></p>"
+        "<table><tr><th>status</th><th>KPI</th><th>since</th></tr>"
+        + "".join(rows)
+        + "</table></body></html>"
+    )
+    return web.Response(text=page, content_type="text/html")
+
+
+def build_app(daemon: DaemonView) -> web.Application:
+    """The aiohttp application serving ``daemon``."""
+    app = web.Application()
+    app[DAEMON] = daemon
+    app[RENDERER] = Renderer()
+    app.router.add_get("/", index)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/api/v1/kpis", api_kpis)
+    app.router.add_get("/api/v1/kpis/{name}", api_kpi)
+    app.router.add_get("/-/healthy", healthy)
+    app.router.add_get("/-/ready", ready)
+    app.router.add_route("POST", "/-/reload", reload)
+    app.router.add_route("PUT", "/-/reload", reload)
+    return app
