@@ -24,6 +24,7 @@ from kpimon.clock import SYSTEM_CLOCK, Clock
 from kpimon.config import load_config
 from kpimon.config.models import DaemonConfig, ScrapeConfig
 from kpimon.errors import ConfigError
+from kpimon.ingest import IngestBuffer
 from kpimon.kpi.engine import Engine
 from kpimon.scheduler import ScrapeManager
 from kpimon.sources import Source
@@ -113,7 +114,8 @@ class Daemon:
         self.clock = clock
         self.store = Store(retention_s=cfg.retention_s(), min_interval_s=_min_interval(cfg))
         self._engine = Engine(cfg.kpis, self.store)
-        self.manager = ScrapeManager(self.store, clock)
+        self.buffer = IngestBuffer(self.store)
+        self.manager = ScrapeManager(self.buffer, clock)
         self.session: aiohttp.ClientSession | None = None
         self.reload_ok = True
         self.reload_success_wall = clock.wall()
@@ -204,6 +206,7 @@ class Daemon:
         start = self.clock.monotonic()
         k = 0
         while True:
+            self.buffer.flush()
             self._engine.tick(self.clock.wall())
             if not self._ready:
                 self._ready = True

@@ -1,0 +1,94 @@
+"""Scrape results queued between evaluation ticks and written to the store in one batch.
+
+Scrapes finish spread over the scrape interval, but their samples are only read at evaluation
+ticks; writing each one as it arrives costs a fixed ~15 µs per target per scrape. The
+:class:`IngestBuffer` stands between the scrape loops and the store: it records ``ingest``,
+``mark_stale`` and ``drop_target`` in arrival order, and :meth:`IngestBuffer.flush` (called by
+the evaluation loop right before each tick) replays them, runs of ingests through
+:meth:`~kpimon.store.Store.ingest_many`. Samples keep their own scrape timestamps, so what the
+evaluator sees is exactly what it would have seen with immediate writes.
+
+No I/O, no awaiting.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+
+from kpimon.labels import Labels
+from kpimon.store import Scrape, Store
+
+log = logging.getLogger("kpimon.scrape")
+
+
+class _Stale(NamedTuple):
+    target: str
+    t: float
+    drop: bool
+
+
+class IngestBuffer:
+    """A :class:`~kpimon.scheduler.SampleSink` that defers writes to the store until flushed."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._ops: list[Scrape | _Stale] = []
+
+    def __len__(self) -> int:
+        return len(self._ops)
+
+    def ingest(
+        self,
+        target: str,
+        target_labels: Labels,
+        keys: list[bytes],
+        values: npt.NDArray[np.float64],
+        t: float,
+    ) -> None:
+        if len(keys) != len(values):  # a source bug; reject it here so the batch stays whole
+            log.error("scrape rejected target=%s keys=%d values=%d", target, len(keys), len(values))
+            self.mark_stale(target, t)
+            return
+        self._ops.append((target, target_labels, keys, values, t))
+
+    def mark_stale(self, target: str, t: float) -> None:
+        self._ops.append(_Stale(target, t, drop=False))
+
+    def drop_target(self, target: str, t: float) -> None:
+        self._ops.append(_Stale(target, t, drop=True))
+
+    def flush(self) -> None:
+        """Write everything queued, in arrival order."""
+        ops, self._ops = self._ops, []
+        run: list[Scrape] = []
+        for op in ops:
+            if isinstance(op, _Stale):
+                self._write(run)
+                run = []
+                if op.drop:
+                    self.store.drop_target(op.target, op.t)
+                else:
+                    self.store.mark_stale(op.target, op.t)
+            else:
+                run.append(op)
+        self._write(run)
+
+    def _write(self, run: list[Scrape]) -> None:
+        if not run:
+            return
+        try:
+            self.store.ingest_many(run)
+        except Exception:
+            # A scrape the store rejects must not take the others with it: write them one by
+            # one, and treat the rejected one as a failed scrape (its series go stale).
+            log.exception("batched ingest failed, writing scrapes one by one")
+            for target, labels, keys, values, t in run:
+                try:
+                    self.store.ingest(target, labels, keys, values, t)
+                except Exception:
+                    log.exception("ingest failed target=%s", target)
+                    self.store.mark_stale(target, t)
