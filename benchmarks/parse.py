@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from kpimon.config.loader import default_config
 from kpimon.sources.exposition import ACCEPT_HEADER, content_is_openmetrics, parse
 from tests.helpers.debian import node_exporter
 from tests.helpers.exposition import fetch_with_accept
@@ -41,21 +42,8 @@ WHOLE_BUDGET = 1_000_000
 WHOLE_RATIO_BUDGET = 25.0
 SELECTIVE_BUDGET = 2_000_000
 
-HOST_RULE_NAMES = frozenset(
-    n.encode()
-    for n in (
-        "node_cpu_seconds_total",
-        "node_load1",
-        "node_load5",
-        "node_load15",
-        "node_memory_MemTotal_bytes",
-        "node_memory_MemAvailable_bytes",
-        "node_filesystem_size_bytes",
-        "node_filesystem_avail_bytes",
-        "node_boot_time_seconds",
-        "node_time_seconds",
-    )
-)
+# The node_exporter names the packaged host rules read, as the daemon derives them.
+HOST_RULE_NAMES = frozenset(n.encode() for n in default_config().wanted_metric_names() or ())
 
 
 def interleaved_medians(

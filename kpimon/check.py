@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TextIO
 
-from kpimon.config.loader import UnreadableFile, build_config, read_text
+from kpimon.config.loader import build_config, read_file
 from kpimon.config.rules import is_rule_file, parse_rules
 from kpimon.config.yamlload import load_yaml
 from kpimon.errors import ConfigError
@@ -46,13 +46,7 @@ def run_check(paths: Sequence[str], out: TextIO, err: TextIO) -> int:
 
 def _check_one(path: str) -> str:
     """The success line for ``path``; raises ConfigError otherwise."""
-    try:
-        text, problem = read_text(path, path)
-    except OSError as exc:
-        raise ConfigError([UnreadableFile.of(path, exc)]) from None
-    if problem is not None:
-        raise ConfigError([problem])
-    assert text is not None
+    text = read_file(path)
     root, _ = load_yaml(text, path)
     if is_rule_file(root):
         kpis, problems = parse_rules(text, path)

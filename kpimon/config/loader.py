@@ -70,6 +70,11 @@ def load_config(path: str | None) -> DaemonConfig:
     """
     if path is None:
         return default_config()
+    return build_config(read_file(path), path)
+
+
+def read_file(path: str) -> str:
+    """The text of ``path``; raises ConfigError (one :class:`UnreadableFile` problem) otherwise."""
     try:
         text, problem = read_text(path, path)
     except OSError as exc:
@@ -77,7 +82,7 @@ def load_config(path: str | None) -> DaemonConfig:
     if problem is not None:
         raise ConfigError([problem])
     assert text is not None
-    return build_config(text, path)
+    return text
 
 
 def default_config() -> DaemonConfig:

@@ -7,6 +7,7 @@ from collections import Counter
 
 import pytest
 
+from kpimon.config.loader import default_config
 from kpimon.labels import decode_key
 from kpimon.sources.exposition import ACCEPT_HEADER, content_is_openmetrics, parse
 from tests.helpers.debian import node_exporter
@@ -14,22 +15,8 @@ from tests.helpers.exposition import decoded, fetch_with_accept, oracle_samples
 
 pytestmark = pytest.mark.debian
 
-# The node_exporter names the packaged host rules read.
-HOST_RULE_NAMES = frozenset(
-    name.encode()
-    for name in (
-        "node_cpu_seconds_total",
-        "node_load1",
-        "node_load5",
-        "node_load15",
-        "node_memory_MemTotal_bytes",
-        "node_memory_MemAvailable_bytes",
-        "node_filesystem_size_bytes",
-        "node_filesystem_avail_bytes",
-        "node_boot_time_seconds",
-        "node_time_seconds",
-    )
-)
+# The node_exporter names the packaged host rules read, as the daemon derives them.
+HOST_RULE_NAMES = frozenset(n.encode() for n in default_config().wanted_metric_names() or ())
 
 
 @pytest.fixture(scope="module")
@@ -63,16 +50,28 @@ def test_selective_host_rule_names(scraped: tuple[str | None, bytes]) -> None:
     ]
     # Every host-rule name this node_exporter exposes (filesystems may be absent in a sandbox).
     exposed = {s[0] for s in expected}
-    assert {"node_cpu_seconds_total", "node_load1", "node_memory_MemTotal_bytes"} <= exposed
+    assert {"node_cpu_seconds_total", "node_load5", "node_memory_MemTotal_bytes"} <= exposed
     assert decoded(exp) == Counter(expected)
     assert exp.samples_total == parse(body, openmetrics=openmetrics).samples_total
     assert exp.malformed_total == 0
+
+
+def test_selective_names_that_prefix_each_other(scraped: tuple[str | None, bytes]) -> None:
+    content_type, body = scraped
+    openmetrics = content_is_openmetrics(content_type)
+    wanted = frozenset({b"node_load1", b"node_load15", b"node_load5"})
+    exp = parse(body, wanted, openmetrics=openmetrics)
+    expected = [
+        s for s in oracle_samples(body.decode(), openmetrics=openmetrics) if s[0].encode() in wanted
+    ]
+    assert {s[0] for s in expected} == {"node_load1", "node_load15", "node_load5"}
+    assert decoded(exp) == Counter(expected)
     # With one line broken, exactly that line is reported, in both modes.
     lines = body.split(b"\n")
     target = next(i for i, line in enumerate(lines) if line.startswith(b"node_load1 "))
     lines[target] = b"node_load1 not-a-number"
     broken = b"\n".join(lines)
-    for wanted in (None, HOST_RULE_NAMES):
+    for wanted in (None, HOST_RULE_NAMES | {b"node_load1"}):
         bad = parse(broken, wanted, openmetrics=openmetrics)
         assert [(i.line, i.message) for i in bad.issues] == [
             (target + 1, 'invalid value "not-a-number"')
