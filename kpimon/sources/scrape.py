@@ -57,6 +57,9 @@ a thread hop ≈ 0.15 ms. A typical node_exporter body (≈ 60 KiB) stays inline
 every few milliseconds instead of stalling for the whole parse.
 """
 
+VALIDATE_EVERY: Final = 10
+"""Every this many scrapes of a target (and its first) the whole payload is parsed and checked."""
+
 _READ_CHUNK = 1 << 16
 _INFLATE_STEP = 1 << 20  # decompress at most this much per zlib call, limit or no limit
 
@@ -147,7 +150,7 @@ class HttpSource:
     part of the definition.
     """
 
-    __slots__ = ("_labels", "_session", "_target")
+    __slots__ = ("_labels", "_last_full_malformed", "_scrapes", "_session", "_target")
 
     def __init__(
         self,
@@ -176,6 +179,8 @@ class HttpSource:
         )
         self._session = session
         self._labels = make({"job": job, "instance": _instance_of(url), **dict(labels)})
+        self._scrapes = 0
+        self._last_full_malformed = 0
 
     @property
     def target(self) -> HttpTarget:
@@ -230,24 +235,36 @@ class HttpSource:
             raise ScrapeError(url, f"{type(exc).__name__}: {exc}") from exc
 
         openmetrics = content_is_openmetrics(content_type)
+        # Selective parsing checks only the lines of wanted metrics; the first scrape and every
+        # VALIDATE_EVERY-th one parse the whole payload, so malformed lines of any metric are
+        # found and reported too.
+        validate = target.wanted is not None and self._scrapes % VALIDATE_EVERY == 0
+        self._scrapes += 1
+        wanted = None if validate else target.wanted
         if len(body) > PARSE_INLINE_MAX_BYTES:
-            exposition = await asyncio.to_thread(
-                parse, body, target.wanted, openmetrics=openmetrics
-            )
+            exposition = await asyncio.to_thread(parse, body, wanted, openmetrics=openmetrics)
         else:
-            exposition = parse(body, target.wanted, openmetrics=openmetrics)
+            exposition = parse(body, wanted, openmetrics=openmetrics)
         if target.sample_limit and exposition.samples_total > target.sample_limit:
             raise ScrapeError(
                 url,
                 f"sample limit exceeded: {exposition.samples_total} samples, "
                 f"limit {target.sample_limit}",
             )
+        keys, values = exposition.keys, exposition.values
+        malformed, issues = exposition.malformed_total, exposition.issues
+        if validate:
+            assert target.wanted is not None
+            keys, values = _only_wanted(keys, values, target.wanted)
+            self._last_full_malformed = malformed
+        elif malformed < self._last_full_malformed:
+            malformed = self._last_full_malformed  # as found by the last full validation
         return Batch(
-            keys=exposition.keys,
-            values=exposition.values,
+            keys=keys,
+            values=values,
             samples_total=exposition.samples_total,
-            malformed_total=exposition.malformed_total,
-            issues=exposition.issues,
+            malformed_total=malformed,
+            issues=issues,
             body_bytes=len(body),
         )
 
@@ -364,7 +381,17 @@ _T = TypeVar("_T")
 
 
 def _metric_name(key: bytes) -> bytes:
-    return key.partition(b"{")[0]
+    return key.partition(b"{")[0].strip()
+
+
+def _only_wanted(
+    keys: list[bytes], values: NDArray[np.float64], wanted: frozenset[bytes]
+) -> tuple[list[bytes], NDArray[np.float64]]:
+    """The samples of ``keys``/``values`` whose metric name is wanted."""
+    keep = [i for i, k in enumerate(keys) if _metric_name(k) in wanted]
+    if len(keep) == len(keys):
+        return keys, values
+    return [keys[i] for i in keep], values[np.asarray(keep, dtype=np.intp)]
 
 
 class HostSource:
@@ -464,10 +491,7 @@ class HostSource:
         total = len(keys)
         wanted = self._definition[3]
         if wanted is not None:
-            keep = [i for i, k in enumerate(keys) if _metric_name(k) in wanted]
-            if len(keep) != total:
-                keys = [keys[i] for i in keep]
-                values = values[np.asarray(keep, dtype=np.intp)]
+            keys, values = _only_wanted(keys, values, wanted)
         return Batch(
             keys=keys,
             values=values,

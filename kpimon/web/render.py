@@ -249,7 +249,8 @@ class Renderer:
         )
         gauge(
             "kpimon_scrape_malformed_lines",
-            "Malformed exposition lines in the last scrape.",
+            "Malformed exposition lines in the target's payload (lines of unread metrics are "
+            "checked on the first scrape and every 10th).",
             [(tl(t), float(t.malformed)) for t in view.targets],
         )
         gauge(

@@ -18,7 +18,12 @@ from kpimon.errors import ScrapeError
 from kpimon.labels import make
 from kpimon.scheduler import ScrapeManager
 from kpimon.sources.exposition import ACCEPT_HEADER
-from kpimon.sources.scrape import PARSE_INLINE_MAX_BYTES, HttpSource, HttpTarget
+from kpimon.sources.scrape import (
+    PARSE_INLINE_MAX_BYTES,
+    VALIDATE_EVERY,
+    HttpSource,
+    HttpTarget,
+)
 from kpimon.testing import FakeClock
 from tests.helpers.scrape import (
     OPENMETRICS_CT,
@@ -180,6 +185,28 @@ async def test_malformed_lines_are_reported_not_fatal(
     assert batch.malformed_total == 2
     assert [issue.line for issue in batch.issues] == [3, 5]
     assert all(issue.message for issue in batch.issues)
+
+
+async def test_malformed_lines_of_unread_metrics_are_found_by_periodic_validation(
+    server: ExpositionServer, session: aiohttp.ClientSession
+) -> None:
+    body = b"a 1\nthis is not a sample\nb 2\n"
+    server.respond(body)
+    source = source_for(server.url(), session, wanted=frozenset({b"b"}))
+    seen = []
+    for _ in range(VALIDATE_EVERY + 1):
+        batch = await source.collect()
+        assert batch.keys == [b"b"]  # validation scrapes keep only wanted names too
+        seen.append((batch.malformed_total, [i.line for i in batch.issues]))
+    # The first and the (VALIDATE_EVERY+1)-th scrape parse everything and report line 2; in
+    # between, the count found by the last validation is carried, without line details.
+    assert seen[0] == (1, [2])
+    assert seen[1:VALIDATE_EVERY] == [(1, [])] * (VALIDATE_EVERY - 1)
+    assert seen[VALIDATE_EVERY] == (1, [2])
+    server.respond(b"a 1\nb 2\n")
+    for _ in range(VALIDATE_EVERY - 1):
+        await source.collect()
+    assert (await source.collect()).malformed_total == 0  # fixed payload: cleared at validation
 
 
 async def test_a_large_body_is_parsed_off_the_loop_all_the_same(
