@@ -1,0 +1,159 @@
+"""The HTTP endpoints over a real engine and store, served by aiohttp on 127.0.0.1."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from kpimon.config.loader import build_config
+from kpimon.kpi.engine import Engine
+from kpimon.labels import format_key
+from kpimon.store import Store
+from kpimon.web.app import build_app
+from kpimon.web.render import CONTENT_TYPE, MetricsView
+
+CONFIG = """
+rule_files: [rules.yaml]
+"""
+RULES = """
+kpis:
+  - name: queue_depth
+    help: 'Jobs waiting; "quoted" and a backslash \\ in help'
+    owner: messaging-team
+    unit: count
+    expr: app_queue_depth
+    target: {below: 10}
+    levels:
+      warning: {above: 10, for: 1m}
+      critical: {above: 100}
+"""
+T0 = 1_700_000_000.0
+
+
+@dataclass
+class Daemon:
+    """The daemon as the web layer sees it (kpimon.web.app.DaemonView), over real parts."""
+
+    engine: Engine
+    store: Store
+    ready: bool = False
+    lifecycle_enabled: bool = False
+    reloads: list[int] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    t: float = T0
+
+    def now(self) -> float:
+        return self.t
+
+    def metrics_view(self) -> MetricsView:
+        return MetricsView(
+            kpis=list(self.engine.kpis.values()),
+            now=self.t,
+            targets=[],
+            last_eval_wall=self.engine.last_eval_wall,
+            last_eval_duration_s=self.engine.last_eval_duration_s,
+            store_series=self.store.series_count,
+            reload_ok=True,
+            reload_success_wall=T0,
+            version="test",
+        )
+
+    async def reload(self) -> list[str]:
+        self.reloads.append(1)
+        return self.problems
+
+
+@pytest.fixture(name="daemon")
+def _daemon(tmp_path) -> Daemon:  # type: ignore[no-untyped-def]
+    (tmp_path / "rules.yaml").write_text(RULES)
+    cfg = build_config(CONFIG, str(tmp_path / "kpimon.yml"))
+    store = Store(retention_s=cfg.retention_s(), min_interval_s=15)
+    return Daemon(Engine(cfg.kpis, store), store)
+
+
+@pytest.fixture(name="client")
+async def _client(daemon: Daemon) -> AsyncIterator[TestClient]:  # type: ignore[type-arg]
+    async with TestClient(TestServer(build_app(daemon), host="127.0.0.1", port=0)) as client:
+        yield client
+
+
+def feed(daemon: Daemon, values: dict[str, float], t: float) -> None:
+    keys = [format_key("app_queue_depth", {"queue": q}) for q in values]
+    target = (("instance", "app:1"), ("job", "app"))
+    daemon.store.ingest("app", target, keys, np.array(list(values.values())), t)
+    daemon.engine.tick(t)
+    daemon.t = t
+    daemon.ready = True
+
+
+async def test_ready_only_after_the_first_evaluation(daemon: Daemon, client) -> None:  # type: ignore[no-untyped-def]
+    resp = await client.get("/-/ready")
+    assert resp.status == 503
+    assert (await client.get("/-/healthy")).status == 200
+    feed(daemon, {"mail": 1}, T0)
+    assert (await client.get("/-/ready")).status == 200
+
+
+async def test_api_kpis_and_one_kpi(daemon: Daemon, client) -> None:  # type: ignore[no-untyped-def]
+    feed(daemon, {"mail": 42, "sms": 3}, T0)
+    feed(daemon, {"mail": 42, "sms": 3}, T0 + 30)
+    doc = await (await client.get("/api/v1/kpis")).json()
+    assert doc["status"] == "success"
+    by_queue = {d["labels"]["queue"]: d for d in doc["data"]}
+    mail = by_queue["mail"]
+    assert mail["levels"]["warning"]["phase"] == "pending"
+    assert mail["levels"]["warning"]["since"] == "2023-11-14T22:13:20Z"
+    assert mail["status"] == "ok" and mail["status_code"] == 0
+    assert mail["target"] == {"below": 10.0}
+    assert mail["summary"] == (
+        'queue_depth{instance="app:1", job="app", queue="mail"} = 42 — ok; '
+        "warning pending 30s of 1m — owner messaging-team"
+    )
+    feed(daemon, {"mail": 42, "sms": 3}, T0 + 60)
+    one = await (await client.get("/api/v1/kpis/queue_depth")).json()
+    mail = {d["labels"]["queue"]: d for d in one["data"]}["mail"]
+    assert (mail["status"], mail["since"]) == ("warning", "2023-11-14T22:14:20Z")
+    assert "warning (above 10) for 0s" in mail["summary"]
+
+
+async def test_unknown_kpi_is_a_prometheus_style_error(client) -> None:  # type: ignore[no-untyped-def]
+    resp = await client.get("/api/v1/kpis/nope")
+    assert resp.status == 404
+    assert await resp.json() == {
+        "status": "error",
+        "errorType": "not_found",
+        "error": 'no KPI named "nope"',
+    }
+
+
+async def test_reload_needs_the_lifecycle_flag(daemon: Daemon, client) -> None:  # type: ignore[no-untyped-def]
+    assert (await client.post("/-/reload")).status == 403
+    assert daemon.reloads == []
+    daemon.lifecycle_enabled = True
+    assert (await client.post("/-/reload")).status == 200
+    daemon.problems = ["rules.yaml:3:5: kpis[0]: owner is required"]
+    resp = await client.post("/-/reload")
+    assert resp.status == 500
+    assert "rules.yaml:3:5" in await resp.text()
+    assert (await client.get("/-/reload")).status == 405
+
+
+async def test_metrics_content_type_and_escaping(daemon: Daemon, client) -> None:  # type: ignore[no-untyped-def]
+    feed(daemon, {'we"ird\\q\nname': 5}, T0)
+    resp = await client.get("/metrics")
+    assert resp.headers["Content-Type"] == CONTENT_TYPE
+    text = await resp.text()
+    assert 'queue="we\\"ird\\\\q\\nname"' in text
+    assert 'help="Jobs waiting; \\"quoted\\" and a backslash \\\\ in help"' in text
+
+
+async def test_status_page_escapes_html(daemon: Daemon, client) -> None:  # type: ignore[no-untyped-def]
+    feed(daemon, {"<script>": 500}, T0)
+    page = await (await client.get("/")).text()
+    assert "<script>" not in page
+    assert "&lt;script&gt;" in page
+    assert "critical" in page
