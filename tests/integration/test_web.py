@@ -107,7 +107,7 @@ async def test_api_kpis_and_one_kpi(daemon: Daemon, client) -> None:  # type: ig
     mail = by_queue["mail"]
     assert mail["levels"]["warning"]["phase"] == "pending"
     assert mail["levels"]["warning"]["since"] == "2023-11-14T22:13:20Z"
-    assert mail["status"] == "ok" and mail["status_code"] == 0
+    assert (mail["status"], mail["status_code"]) == ("ok", 0)
     assert mail["target"] == {"below": 10.0}
     assert mail["summary"] == (
         'queue_depth{instance="app:1", job="app", queue="mail"} = 42 — ok; '
