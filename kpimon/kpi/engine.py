@@ -103,10 +103,15 @@ class Engine:
             try:
                 labels, values = self._vector(rt, t)
             except EvaluationError as exc:
-                rt.failures_total += 1
-                if rt.last_error != str(exc):
-                    log.error("KPI evaluation failed kpi=%s err=%s", name, exc)
-                rt.last_error = str(exc)
+                self._failed(rt, str(exc))
+                continue
+            except Exception as exc:
+                # A bug met on some input must not stop every other KPI (nor the daemon): log it
+                # with its traceback the first time, count it, and hold this KPI's state.
+                error = f"internal error: {type(exc).__name__}: {exc}"
+                if rt.last_error != error:
+                    log.exception("KPI evaluation failed unexpectedly kpi=%s", name)
+                self._failed(rt, error, logged=True)
                 continue
             if rt.last_error is not None:
                 log.info("KPI evaluation recovered kpi=%s", name)
@@ -121,6 +126,14 @@ class Engine:
         self.last_eval_wall = t
         self.ticks += 1
         return out
+
+    @staticmethod
+    def _failed(rt: KpiRuntime, error: str, *, logged: bool = False) -> None:
+        """Count a failed evaluation; log it when the error is new (not every tick)."""
+        rt.failures_total += 1
+        if rt.last_error != error and not logged:
+            log.error("KPI evaluation failed kpi=%s err=%s", rt.kpi.name, error)
+        rt.last_error = error
 
     def _vector(self, rt: KpiRuntime, t: float) -> tuple[Sequence[Labels], F64]:
         """The KPI's series at ``t``: label sets without ``__name__``, and values."""

@@ -1,0 +1,96 @@
+"""The engine: evaluation failures are counted and logged once, never fatal to other KPIs."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+
+from kpimon.config.loader import build_config
+from kpimon.kpi.engine import Engine
+from kpimon.labels import format_key
+from kpimon.store import Store
+
+
+class FaultyStore(Store):
+    """A real store with one fault injected: reading metric "boom" raises, as a bug would."""
+
+    def name_generation(self, name: str) -> int:
+        if name == "boom":
+            raise RuntimeError("injected fault")
+        return super().name_generation(name)
+
+
+def engine(tmp_path, rules: str) -> Engine:  # type: ignore[no-untyped-def]
+    """An engine over a real store with the KPIs of ``rules``."""
+    (tmp_path / "rules.yaml").write_text(rules)
+    cfg = build_config("rule_files: [rules.yaml]\n", str(tmp_path / "kpimon.yml"))
+    return Engine(cfg.kpis, Store(retention_s=cfg.retention_s(), min_interval_s=15))
+
+
+def feed(e: Engine, t: float, **series: float) -> None:
+    keys = [format_key("x", {"s": k}) for k in series]
+    e.store.ingest("t", (("instance", "i"), ("job", "j")), keys, np.array(list(series.values())), t)
+
+
+def test_an_unexpected_error_in_one_kpi_spares_the_others(tmp_path, caplog):  # type: ignore[no-untyped-def]
+    (tmp_path / "rules.yaml").write_text(
+        """
+kpis:
+  - name: broken
+    owner: team
+    expr: boom
+    levels: {warning: {above: 1}}
+  - name: good
+    owner: team
+    expr: x
+    levels: {warning: {above: 1}}
+"""
+    )
+    cfg = build_config("rule_files: [rules.yaml]\n", str(tmp_path / "kpimon.yml"))
+    e = Engine(cfg.kpis, FaultyStore(retention_s=cfg.retention_s(), min_interval_s=15))
+    for t in (0.0, 15.0):
+        feed(e, t, a=2.0)
+        transitions = e.tick(t)
+    assert e.kpis["broken"].failures_total == 2
+    assert e.kpis["broken"].last_error == "internal error: RuntimeError: injected fault"
+    assert e.kpis["good"].state.status.tolist() == [1]
+    assert [name for name, _ in transitions] == []  # good fired at t=0 already
+    assert caplog.text.count("KPI evaluation failed unexpectedly kpi=broken") == 1
+    assert "Traceback" in caplog.text
+
+
+def test_a_failing_kpi_is_counted_and_logged_once(tmp_path, caplog: pytest.LogCaptureFixture):  # type: ignore[no-untyped-def]
+    # A KPI whose vector holds the same label set twice once the metric name is dropped is an
+    # evaluation error for that KPI alone.
+    rules = """
+kpis:
+  - name: good
+    owner: team
+    expr: x
+    levels: {warning: {above: 1}}
+  - name: twice
+    owner: team
+    expr: '{__name__=~"x|y"}'
+    levels: {warning: {above: 1}}
+"""
+    e = engine(tmp_path, rules)
+    caplog.set_level(logging.INFO, logger="kpimon.engine")
+    for t in (0.0, 15.0, 30.0):
+        keys = [format_key("x", {"s": "a"}), format_key("y", {"s": "a"})]
+        e.store.ingest("t", (("instance", "i"), ("job", "j")), keys, np.array([2.0, 3.0]), t)
+        e.tick(t)
+    twice, good = e.kpis["twice"], e.kpis["good"]
+    assert twice.failures_total == 3
+    assert "same label set" in (twice.last_error or "")
+    assert good.failures_total == 0
+    assert len(good.state) == 1
+    assert caplog.text.count("KPI evaluation failed kpi=twice") == 1
+    # recovery is logged once too
+    e.store.ingest(
+        "t", (("instance", "i"), ("job", "j")), [format_key("x", {"s": "a"})], np.array([2.0]), 45.0
+    )
+    e.tick(45.0)
+    assert twice.last_error is None
+    assert caplog.text.count("KPI evaluation recovered kpi=twice") == 1
