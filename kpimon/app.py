@@ -70,6 +70,7 @@ def build_sources(
                 instance=socket.gethostname(),
                 interval_s=cfg.host.interval_s,
                 timeout_s=min(cfg.global_config.scrape_timeout_s, cfg.host.interval_s),
+                wanted=wanted,
             )
         )
     return sources
@@ -122,6 +123,7 @@ class Daemon:
         self._ready = False
         self._stop = asyncio.Event()
         self._reload_lock = asyncio.Lock()
+        self._reloads: set[asyncio.Future[list[str]]] = set()
         self.site_address: tuple[str, int] | None = None
 
     # -- DaemonView -----------------------------------------------------------------------
@@ -166,24 +168,27 @@ class Daemon:
         )
 
     async def reload(self) -> list[str]:
-        """Load the config file anew; swap it in only if it is valid."""
+        """Load the config file anew; swap it in only if it is valid.
+
+        Returns the problems found (empty when the new config is running). Whatever goes
+        wrong, the running config stays and ``kpimon_config_last_reload_successful`` says so.
+        """
         async with self._reload_lock:
+            if self._stop.is_set() or self.session is None:
+                return ["kpimon is starting or stopping; reload not attempted"]
             try:
                 cfg = await asyncio.to_thread(load_config, self.opts.config_file)
+                sources = build_sources(cfg, self.session, _wanted(cfg))
             except ConfigError as exc:
-                self.reload_ok = False
-                problems = [str(p) for p in exc.problems]
-                log.error(
-                    "config reload failed, keeping the running config problems=%d", len(problems)
-                )
-                for p in problems:
-                    log.error("config problem: %s", p)
-                return problems
-            assert self.session is not None
+                return self._reload_failed([str(p) for p in exc.problems])
+            except Exception as exc:  # never let a reload take the daemon down
+                log.exception("config reload failed unexpectedly")
+                return self._reload_failed([f"{type(exc).__name__}: {exc}"])
+            # Nothing below awaits before the swap is complete, so no tick sees half of it.
             self.cfg = cfg
             self.store.reconfigure(retention_s=cfg.retention_s(), min_interval_s=_min_interval(cfg))
             self._engine.reload(cfg.kpis)
-            await self.manager.update(build_sources(cfg, self.session, _wanted(cfg)))
+            await self.manager.update(sources)
             self.reload_ok = True
             self.reload_success_wall = self.clock.wall()
             log.info(
@@ -191,27 +196,43 @@ class Daemon:
             )
             return []
 
+    def _reload_failed(self, problems: list[str]) -> list[str]:
+        self.reload_ok = False
+        log.error("config reload failed, keeping the running config problems=%d", len(problems))
+        for p in problems:
+            log.error("config problem: %s", p)
+        return problems
+
+    def _on_sighup(self) -> None:
+        task = asyncio.ensure_future(self.reload())
+        self._reloads.add(task)  # keep a reference until it finishes
+        task.add_done_callback(self._reloads.discard)
+
     def stop(self) -> None:
         self._stop.set()
 
     # -- loops ----------------------------------------------------------------------------
 
     async def _evaluation_loop(self) -> None:
-        interval = self.cfg.global_config.evaluation_interval_s
         # The first evaluation waits for every target to have been tried once (bounded by one
         # scrape interval), so that it does not judge KPIs on an empty store.
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(_max_interval(self.cfg)):
-                await self.manager.first_round_done()
+        first_round = asyncio.ensure_future(self.manager.first_round_done())
+        bound = asyncio.ensure_future(self.clock.sleep(_max_interval(self.cfg)))
+        await asyncio.wait({first_round, bound}, return_when=asyncio.FIRST_COMPLETED)
+        first_round.cancel()
+        bound.cancel()
+        interval = self.cfg.global_config.evaluation_interval_s
         start = self.clock.monotonic()
         k = 0
         while True:
-            self.buffer.flush()
-            self._engine.tick(self.clock.wall())
+            self._evaluate()
             if not self._ready:
                 self._ready = True
                 log.info("first evaluation done, ready kpis=%d", len(self._engine.kpis))
-            interval = self.cfg.global_config.evaluation_interval_s
+            if self.cfg.global_config.evaluation_interval_s != interval:
+                # A reload changed the interval: the schedule starts again from this tick.
+                interval = self.cfg.global_config.evaluation_interval_s
+                start, k = self.clock.monotonic(), 0
             k += 1
             next_at = start + k * interval
             now = self.clock.monotonic()
@@ -222,12 +243,23 @@ class Daemon:
                 next_at = start + k * interval
             await self.clock.sleep(next_at - now)
 
+    def _evaluate(self) -> None:
+        """One tick: write the queued scrapes, evaluate every KPI. Never raises."""
+        try:
+            self.buffer.flush()
+        except Exception:  # a store bug must not stop evaluation for good
+            log.exception("writing scraped samples failed")
+        try:
+            self._engine.tick(self.clock.wall())
+        except Exception:
+            log.exception("evaluation tick failed")
+
     async def run(self) -> int:
         """Run until stopped; returns the process exit code."""
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
-        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
+        loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
         host, port = split_address(self.opts.listen_address)
         async with contextlib.AsyncExitStack() as stack:
             self.session = await stack.enter_async_context(

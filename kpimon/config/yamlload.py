@@ -160,15 +160,18 @@ def load_yaml(text: str, file: str) -> tuple[Node | None, list[Problem]]:
         The root node (None for an empty document, or when the text is not valid YAML) and the
         problems found; a syntax error yields exactly one problem at the error's position.
     """
-    loader = _Loader(text)
+    try:
+        # PyYAML checks the text for characters YAML does not allow (control characters,
+        # NUL) when the loader is created, so that belongs inside the try as well.
+        loader = _Loader(text)
+    except yaml.YAMLError as exc:
+        return None, [_reader_problem(exc, text, file)]
     try:
         root = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
         return None, [_syntax_problem(exc, file)]
     except yaml.YAMLError as exc:  # a reader error (e.g. a control character)
-        mark = getattr(exc, "position", 0)
-        line = text.count("\n", 0, mark) + 1 if isinstance(mark, int) else 1
-        return None, [Problem(Position(file, line, 1), "", f"YAML syntax error: {exc}")]
+        return None, [_reader_problem(exc, text, file)]
     except RecursionError:
         return None, [Problem(Position(file, 1, 1), "", "YAML nesting is too deep")]
     finally:
@@ -183,6 +186,22 @@ def load_yaml(text: str, file: str) -> tuple[Node | None, list[Problem]]:
     # A mapping merged with << is built again where it is merged: report each problem once.
     unique = {(p.position, p.message): p for p in builder.problems}
     return node, list(unique.values())
+
+
+def _reader_problem(exc: yaml.YAMLError, text: str, file: str) -> Problem:
+    """A problem at the character PyYAML's reader refused (e.g. a pasted colour code)."""
+    mark = getattr(exc, "position", 0)
+    if not isinstance(mark, int):
+        mark = 0
+    line = text.count("\n", 0, mark) + 1
+    column = mark - (text.rfind("\n", 0, mark) + 1) + 1
+    char = getattr(exc, "character", None)
+    if isinstance(char, int | str):
+        code = ord(char) if isinstance(char, str) else char
+        message = f"character U+{code:04X} is not allowed in YAML (a pasted control character?)"
+    else:
+        message = f"YAML syntax error: {exc}"
+    return Problem(Position(file, line, column), "", message)
 
 
 def position_at(node: Scalar, offset: int) -> Position:
