@@ -64,7 +64,8 @@ class KpiRuntime:
 
 def _definition(kpi: Kpi) -> object:
     """What makes two KPI definitions the same for the purpose of keeping state on reload."""
-    return (kpi.name, kpi.expr.text, machine_rule(kpi))
+    # The parsed expression, not its text: re-indenting a rule file keeps the state.
+    return (kpi.name, str(kpi.expr.ast), machine_rule(kpi))
 
 
 class Engine:
@@ -100,23 +101,25 @@ class Engine:
         out: list[tuple[str, Transition]] = []
         for name, rt in self.kpis.items():
             t0 = time.perf_counter()
+            # A KPI whose expression fails has no data this tick: max_gap and no_data apply,
+            # so its series neither freeze at their last value nor resolve silently.
             try:
                 labels, values = self._vector(rt, t)
             except EvaluationError as exc:
                 self._failed(rt, str(exc))
-                continue
+                labels, values = _NO_LABELS, _NO_VALUES
             except Exception as exc:
-                # A bug met on some input must not stop every other KPI (nor the daemon): log it
-                # with its traceback the first time, count it, and hold this KPI's state.
-                error = f"internal error: {type(exc).__name__}: {exc}"
-                if rt.last_error != error:
-                    log.exception("KPI evaluation failed unexpectedly kpi=%s", name)
-                self._failed(rt, error, logged=True)
+                self._failed(rt, f"internal error: {type(exc).__name__}: {exc}", exc)
+                labels, values = _NO_LABELS, _NO_VALUES
+            else:
+                if rt.last_error is not None:
+                    log.info("KPI evaluation recovered kpi=%s", name)
+                    rt.last_error = None
+            try:
+                transitions = rt.state.step(t, labels, values)
+            except Exception as exc:  # a bug must not stop the other KPIs, nor the daemon
+                self._failed(rt, f"internal error: {type(exc).__name__}: {exc}", exc)
                 continue
-            if rt.last_error is not None:
-                log.info("KPI evaluation recovered kpi=%s", name)
-                rt.last_error = None
-            transitions = rt.state.step(t, labels, values)
             rt.eval_seconds = time.perf_counter() - t0
             rt.evaluated = True
             for tr in transitions:
@@ -128,11 +131,19 @@ class Engine:
         return out
 
     @staticmethod
-    def _failed(rt: KpiRuntime, error: str, *, logged: bool = False) -> None:
-        """Count a failed evaluation; log it when the error is new (not every tick)."""
+    def _failed(rt: KpiRuntime, error: str, exc: BaseException | None = None) -> None:
+        """Count a failed evaluation; log it once per failure episode, not every tick."""
         rt.failures_total += 1
-        if rt.last_error != error and not logged:
-            log.error("KPI evaluation failed kpi=%s err=%s", rt.kpi.name, error)
+        if rt.last_error is None:
+            if exc is not None:
+                log.error(
+                    "KPI evaluation failed unexpectedly kpi=%s err=%s",
+                    rt.kpi.name,
+                    error,
+                    exc_info=exc,
+                )
+            else:
+                log.error("KPI evaluation failed kpi=%s err=%s", rt.kpi.name, error)
         rt.last_error = error
 
     def _vector(self, rt: KpiRuntime, t: float) -> tuple[Sequence[Labels], F64]:
@@ -151,6 +162,8 @@ class Engine:
 
 
 _SCALAR_LABELS: list[Labels] = [()]
+_NO_LABELS: list[Labels] = []
+_NO_VALUES: F64 = np.empty(0, dtype=np.float64)
 
 
 def _log_transition(kpi: str, tr: Transition) -> None:

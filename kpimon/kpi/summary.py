@@ -30,7 +30,13 @@ def format_value(value: float, unit: str) -> str:
     if unit == "ratio":
         return f"{value:.4g}"
     if unit == "seconds":
-        return format_duration(round(value)) if abs(value) >= 1 else f"{value * 1000:.3g}ms"
+        # Clock offsets and the like are negative; absurd values are shown as plain numbers.
+        sign = "-" if value < 0 else ""
+        if abs(value) >= 1e12:
+            return f"{value:.4g}s"
+        if abs(value) >= 1:
+            return sign + format_duration(round(abs(value)))
+        return f"{value * 1000:.3g}ms"
     if unit == "bytes":
         v, i = abs(value), 0
         while v >= 1024 and i < len(_BYTE_UNITS) - 1:
@@ -46,6 +52,8 @@ def rfc3339(t: float) -> str:
 
 
 def _ago(now: float, since: float) -> str:
+    if math.isnan(since):
+        return "?"
     return format_duration(max(0, round(now - since)))
 
 
@@ -89,7 +97,9 @@ def series_reports(rt: KpiRuntime, now: float) -> list[SeriesReport]:
                 "since": rfc3339(float(started)) if not math.isnan(started) else None,
             }
             if ph in (FIRING, CLEARING):
-                worst = (lv, float(st.fired_at[li, i]), ph)
+                # "above 70 for 47m" counts from when the condition began to hold (the start
+                # of pending), which is what an operator means, not from when it fired.
+                worst = (lv, float(st.active_at[li, i]), ph)
             elif ph == PENDING:
                 notes.append(
                     f"{lv.name} pending {_ago(now, float(started))} of {format_duration(lv.for_s)}"
@@ -102,14 +112,16 @@ def series_reports(rt: KpiRuntime, now: float) -> list[SeriesReport]:
         else:
             text = f"{head} = {format_value(value, kpi.unit)}"
             if worst is not None:
-                lv, fired, ph = worst
-                text += f" — {lv.name} ({lv.comparison} {lv.threshold:g}) for {_ago(now, fired)}"
+                lv, began, ph = worst
+                text += f" — {lv.name} ({lv.comparison} {lv.threshold:g}) for {_ago(now, began)}"
                 if ph == CLEARING:
                     text += ", clearing"
             else:
                 text += " — ok"
         if notes:
             text += "; " + "; ".join(notes)
+        if rt.last_error is not None:
+            text += f" — evaluation failing: {rt.last_error}"
         text += f" — owner {kpi.owner}"
         out.append(SeriesReport(kpi.name, labels, value, code, since, text, levels))
     return out

@@ -7,7 +7,9 @@ errors the way the Prometheus HTTP API does: ``{"status": "error", "errorType", 
 from __future__ import annotations
 
 import html
+import json
 import logging
+import math
 from typing import Protocol
 
 from aiohttp import web
@@ -45,10 +47,25 @@ DAEMON = web.AppKey("daemon", DaemonView)
 RENDERER = web.AppKey("renderer", Renderer)
 
 
+def _finite(value: float | None) -> float | str | None:
+    """JSON has no NaN or infinities: send them as the Prometheus HTTP API does, as strings."""
+    if value is None or math.isfinite(value):
+        return value
+    if math.isnan(value):
+        return "NaN"
+    return "+Inf" if value > 0 else "-Inf"
+
+
+def _json(doc: object, status: int = 200) -> web.Response:
+    return web.json_response(doc, status=status, dumps=_strict_dumps)
+
+
+def _strict_dumps(doc: object) -> str:
+    return json.dumps(doc, allow_nan=False)
+
+
 def _error(status: int, error_type: str, message: str) -> web.Response:
-    return web.json_response(
-        {"status": "error", "errorType": error_type, "error": message}, status=status
-    )
+    return _json({"status": "error", "errorType": error_type, "error": message}, status)
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -68,18 +85,22 @@ def _kpi_docs(daemon: DaemonView, name: str | None = None) -> list[dict[str, obj
                 {
                     "kpi": rep.kpi,
                     "labels": dict(rep.labels),
-                    "value": rep.value,
+                    "value": _finite(rep.value),
                     "status": rep.status,
                     "status_code": rep.status_code,
                     "since": rfc3339(rep.since),
                     "owner": rt.kpi.owner,
                     "unit": rt.kpi.unit,
                     "target": (
-                        {rt.kpi.target.direction: rt.kpi.target.value}
+                        {rt.kpi.target.direction: _finite(rt.kpi.target.value)}
                         if rt.kpi.target is not None
                         else None
                     ),
-                    "levels": rep.levels,
+                    "levels": {
+                        level: {**doc, "threshold": _finite(float(str(doc["threshold"])))}
+                        for level, doc in rep.levels.items()
+                    },
+                    "error": rt.last_error,
                     "summary": rep.summary,
                 }
             )
@@ -87,7 +108,7 @@ def _kpi_docs(daemon: DaemonView, name: str | None = None) -> list[dict[str, obj
 
 
 async def api_kpis(request: web.Request) -> web.Response:
-    return web.json_response({"status": "success", "data": _kpi_docs(request.app[DAEMON])})
+    return _json({"status": "success", "data": _kpi_docs(request.app[DAEMON])})
 
 
 async def api_kpi(request: web.Request) -> web.Response:
@@ -95,7 +116,7 @@ async def api_kpi(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     if name not in daemon.engine.kpis:
         return _error(404, "not_found", f'no KPI named "{name}"')
-    return web.json_response({"status": "success", "data": _kpi_docs(daemon, name)})
+    return _json({"status": "success", "data": _kpi_docs(daemon, name)})
 
 
 async def healthy(request: web.Request) -> web.Response:
@@ -130,7 +151,13 @@ _STATUS_COLOURS = {
 
 async def index(request: web.Request) -> web.Response:
     daemon = request.app[DAEMON]
-    rows = []
+    rows = [
+        f'<tr><td style="color:{_STATUS_COLOURS["critical"]}"><b>error</b></td>'
+        f"<td>{html.escape(rt.kpi.name)}: evaluation failing: {html.escape(rt.last_error)}</td>"
+        "<td></td></tr>"
+        for rt in daemon.engine.kpis.values()
+        if rt.last_error is not None
+    ]
     for doc in _kpi_docs(daemon):
         status = str(doc["status"])
         rows.append(

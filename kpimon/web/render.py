@@ -11,6 +11,7 @@ Pure: takes a :class:`MetricsView` snapshot, returns bytes. No I/O.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -82,11 +83,44 @@ def label_body(pairs: Iterable[tuple[str, str]]) -> str:
     return ",".join(f'{k}="{_esc(v)}"' for k, v in pairs)
 
 
-def _series_body(kpi: str, labels: Labels) -> str:
+_LEGACY_LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+
+
+def _legacy_name(name: str) -> str:
+    """A label name the 0.0.4 text format accepts: other characters become ``_`` (Prometheus'
+    "underscores" escaping), and a leading digit gets a ``_`` in front."""
+    if _LEGACY_LABEL.fullmatch(name):
+        return name
+    name = re.sub(r"[^a-zA-Z0-9_]", "_", name)
+    return name if name and not name[0].isdigit() else "_" + name
+
+
+def export_labels(kpi: str, labels: Labels) -> list[tuple[str, str]]:
+    """The labels of a KPI series as exported: ``kpi`` first, then the series' own labels.
+
+    A series label that clashes with one kpimon sets (``kpi``, ``level``) or with another after
+    escaping is renamed ``exported_<name>`` (again and again until it is free), as Prometheus
+    renames clashing target labels; so every exported series has unique label names.
+    """
+    names = [_legacy_name(k) for k, _ in labels]
+    used = {"kpi", *_RESERVED}
+    keep = [False] * len(names)
+    for i, name in enumerate(names):  # labels that clash with nothing keep their names
+        if name not in used:
+            used.add(name)
+            keep[i] = True
     pairs = [("kpi", kpi)]
-    for k, v in labels:
-        pairs.append((f"exported_{k}" if k in _RESERVED else k, v))
-    return label_body(pairs)
+    for i, (name, (_, value)) in enumerate(zip(names, labels, strict=True)):
+        if not keep[i]:
+            while name in used:
+                name = f"exported_{name}"
+            used.add(name)
+        pairs.append((name, value))
+    return pairs
+
+
+def _series_body(kpi: str, labels: Labels) -> str:
+    return label_body(export_labels(kpi, labels))
 
 
 class Renderer:

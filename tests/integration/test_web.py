@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -15,6 +18,7 @@ from kpimon.labels import format_key
 from kpimon.store import Store
 from kpimon.web.app import build_app
 from kpimon.web.render import CONTENT_TYPE, MetricsView
+from tests.helpers.debian import binary
 
 CONFIG = """
 rule_files: [rules.yaml]
@@ -117,7 +121,7 @@ async def test_api_kpis_and_one_kpi(daemon: Daemon, client) -> None:  # type: ig
     one = await (await client.get("/api/v1/kpis/queue_depth")).json()
     mail = {d["labels"]["queue"]: d for d in one["data"]}["mail"]
     assert (mail["status"], mail["since"]) == ("warning", "2023-11-14T22:14:20Z")
-    assert "warning (above 10) for 0s" in mail["summary"]
+    assert "warning (above 10) for 1m" in mail["summary"]  # since the condition began
 
 
 async def test_unknown_kpi_is_a_prometheus_style_error(client) -> None:  # type: ignore[no-untyped-def]
@@ -157,3 +161,37 @@ async def test_status_page_escapes_html(daemon: Daemon, client) -> None:  # type
     assert "<script>" not in page
     assert "&lt;script&gt;" in page
     assert "critical" in page
+
+
+async def test_clashing_and_non_legacy_label_names_still_lint_clean(daemon: Daemon, client) -> None:  # type: ignore[no-untyped-def]
+    keys = [
+        format_key("app_queue_depth", {"queue": "a", "level": "y", "exported_level": "z"}),
+        format_key("app_queue_depth", {"queue": "b", "kpi": "x"}),
+        format_key("app_queue_depth", {"queue": "c", "exported_kpi": "x"}),
+        b'{"app_queue_depth", queue="d", "my.label"="v"}',
+    ]
+    target = (("instance", "app:1"), ("job", "app"))
+    daemon.store.ingest("app", target, keys, np.array([1.0, 2.0, 3.0, 4.0]), T0)
+    daemon.engine.tick(T0)
+    body = await (await client.get("/metrics")).read()
+    text = body.decode()
+    # the scraped "level" is renamed past the scraped "exported_level", as Prometheus does
+    assert 'exported_level="z",instance="app:1",job="app",exported_exported_level="y"' in text
+    assert 'kpimon_kpi_status{kpi="queue_depth",exported_kpi="x",instance=' in text
+    assert 'my_label="v"' in text
+    lint = await asyncio.to_thread(
+        subprocess.run,
+        [binary("promtool"), "check", "metrics"],
+        input=body,
+        capture_output=True,
+        timeout=60,
+    )
+    assert (lint.returncode, lint.stdout, lint.stderr) == (0, b"", b""), lint
+
+
+async def test_api_json_is_strict_with_nan_and_infinities(daemon: Daemon, client) -> None:  # type: ignore[no-untyped-def]
+    feed(daemon, {"nan": float("nan"), "inf": float("inf"), "ninf": float("-inf")}, T0)
+    raw = await (await client.get("/api/v1/kpis")).text()
+    doc = json.loads(raw, parse_constant=lambda c: pytest.fail(f"non-standard JSON {c}"))
+    values = {d["labels"]["queue"]: d["value"] for d in doc["data"]}
+    assert values == {"nan": "NaN", "inf": "+Inf", "ninf": "-Inf"}

@@ -9,6 +9,7 @@ import pytest
 
 from kpimon.config.loader import build_config
 from kpimon.kpi.engine import Engine
+from kpimon.kpi.summary import series_reports
 from kpimon.labels import format_key
 from kpimon.store import Store
 
@@ -94,3 +95,35 @@ kpis:
     e.tick(45.0)
     assert twice.last_error is None
     assert caplog.text.count("KPI evaluation recovered kpi=twice") == 1
+
+
+def test_a_failing_kpi_turns_into_no_data_and_says_why(tmp_path):  # type: ignore[no-untyped-def]
+    rules = """
+kpis:
+  - name: ratio
+    owner: team
+    expr: x / on (s) y
+    levels: {warning: {above: 1}}
+    no_data: {after: 1m, resolve_after: 2m}
+"""
+    e = engine(tmp_path, rules)
+    labels = (("instance", "i"), ("job", "j"))
+    keys = [format_key("x", {"s": "a"}), format_key("y", {"s": "a"})]
+    e.store.ingest("t", labels, keys, np.array([5.0, 1.0]), 0.0)
+    e.tick(0.0)
+    rt = e.kpis["ratio"]
+    assert rt.state.status.tolist() == [1]
+    # A second y series with the same `s` makes the match many-to-one: an evaluation error.
+    keys = [*keys, format_key("y", {"s": "a", "extra": "1"})]
+    resolved = []
+    for t in range(15, 181, 15):
+        e.store.ingest("t", labels, keys, np.array([5.0, 1.0, 1.0]), float(t))
+        resolved += [(t, tr.reason) for _, tr in e.tick(float(t))]
+        if t == 60:
+            assert rt.state.status.tolist() == [-1]  # no data after no_data.after, not "warning"
+            (report,) = series_reports(rt, float(t))
+            assert "— evaluation failing: found duplicate series" in report.summary
+    assert rt.last_error is not None
+    assert "many-to-many matching not allowed" in rt.last_error
+    assert resolved == [(120, "no data")]  # resolved after resolve_after (2m), not at once
+    assert len(rt.state) == 0  # and forgotten after that
