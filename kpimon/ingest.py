@@ -13,6 +13,7 @@ No I/O, no awaiting.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import NamedTuple
 
@@ -34,8 +35,9 @@ class _Stale(NamedTuple):
 class IngestBuffer:
     """A :class:`~kpimon.scheduler.SampleSink` that defers writes to the store until flushed."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, max_pending: int = 10_000) -> None:
         self.store = store
+        self.max_pending = max_pending
         self._ops: list[Scrape | _Stale] = []
 
     def __len__(self) -> int:
@@ -54,6 +56,8 @@ class IngestBuffer:
             self.mark_stale(target, t)
             return
         self._ops.append((target, target_labels, keys, values, t))
+        if len(self._ops) >= self.max_pending:  # evaluation is stalled or far apart: write now
+            self.flush()
 
     def mark_stale(self, target: str, t: float) -> None:
         self._ops.append(_Stale(target, t, drop=False))
@@ -83,12 +87,10 @@ class IngestBuffer:
         try:
             self.store.ingest_many(run)
         except Exception:
-            # A scrape the store rejects must not take the others with it: write them one by
-            # one, and treat the rejected one as a failed scrape (its series go stale).
-            log.exception("batched ingest failed, writing scrapes one by one")
-            for target, labels, keys, values, t in run:
-                try:
-                    self.store.ingest(target, labels, keys, values, t)
-                except Exception:
-                    log.exception("ingest failed target=%s", target)
+            # A store bug: the batch may be half written, and writing it again would be refused
+            # as out of order. Count every scrape of it as failed (its series go stale) rather
+            # than leave some targets silently holding old values.
+            log.exception("writing scraped samples failed targets=%d", len(run))
+            for target, *_, t in run:
+                with contextlib.suppress(Exception):
                     self.store.mark_stale(target, t)

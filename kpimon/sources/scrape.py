@@ -32,7 +32,7 @@ from numpy.typing import NDArray
 
 from kpimon import __version__
 from kpimon.errors import ScrapeError
-from kpimon.labels import EMPTY, Labels, make
+from kpimon.labels import EMPTY, Labels, decode_key, make
 from kpimon.sources.exposition import ACCEPT_HEADER, ParseIssue, content_is_openmetrics, parse
 from kpimon.sources.host import HostCollector, HostSamples
 
@@ -381,7 +381,13 @@ _T = TypeVar("_T")
 
 
 def _metric_name(key: bytes) -> bytes:
-    return key.partition(b"{")[0].strip()
+    name = key.partition(b"{")[0].strip()
+    if name or not key.startswith(b"{"):
+        return name
+    try:  # the quoted-name form {"my.metric", a="b"}
+        return decode_key(key)[0].encode()
+    except ValueError:
+        return b""
 
 
 def _only_wanted(

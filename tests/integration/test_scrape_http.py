@@ -371,3 +371,13 @@ async def test_scheduler_over_http_ingests_then_marks_stale(
             health.last_error
             == f"{server.url()}: server returned HTTP status 503 Service Unavailable"
         )
+
+
+async def test_validation_scrapes_keep_quoted_name_series(
+    server: ExpositionServer, session: aiohttp.ClientSession
+) -> None:
+    server.respond(b'{"my.metric", a="1"} 1\nother 2\n')
+    source = source_for(server.url(), session, wanted=frozenset({b"my.metric"}))
+    first = await source.collect()  # a validation scrape
+    second = await source.collect()  # a selective one
+    assert first.keys == second.keys == [b'{"my.metric", a="1"}']

@@ -58,3 +58,15 @@ def test_a_rejected_scrape_does_not_lose_the_others(caplog: pytest.LogCaptureFix
     assert isinstance(got, Vector)
     assert sorted(dict(lab)["instance"] for lab in got.labels) == ["a:1", "a:1"]
     assert "scrape rejected target=b keys=2 values=1" in caplog.text
+
+
+def test_a_long_stall_does_not_grow_the_buffer_without_bound() -> None:
+    store = Store(retention_s=600, min_interval_s=15)
+    buffer = IngestBuffer(store, max_pending=3)
+    for i in range(7):
+        buffer.ingest("a", A, KEYS, np.array([float(i), 0.0]), 15.0 * i)
+    assert len(buffer) == 1  # written in batches of 3 as they came
+    buffer.flush()
+    got = evaluate(compile_expr('x{k="1"}'), store, 90.0)
+    assert isinstance(got, Vector)
+    assert got.values.tolist() == [6.0]
