@@ -159,10 +159,16 @@ def parse_config_node(
     return config, patterns
 
 
+MIN_INTERVAL_S = 1.0
+"""Shortest scrape or evaluation interval: the store sizes every series' history from the
+shortest interval, so a typo such as ``1ms`` for ``1m`` would reserve 60,000 times the memory."""
+
+
 def _positive_duration(
-    m: Map, key: str, path: str, problems: Problems, default: float
+    m: Map, key: str, path: str, problems: Problems, default: float, minimum: float = 0.0
 ) -> tuple[float, bool]:
-    """``m[key]`` as a duration > 0 (or ``default``), and whether it was given and valid."""
+    """``m[key]`` as a duration > 0 and ≥ ``minimum`` (or ``default``), and whether it was
+    given and valid."""
     node = m.get(key)
     if node is None:
         return default, False
@@ -172,6 +178,13 @@ def _positive_duration(
         return default, False
     if value <= 0:
         problems.add(node.pos, sub, f"must be greater than 0, got {format_duration(value)}")
+        return default, False
+    if value < minimum:
+        problems.add(
+            node.pos,
+            sub,
+            f"must be at least {format_duration(minimum)}, got {format_duration(value)}",
+        )
         return default, False
     return value, True
 
@@ -197,7 +210,7 @@ def _global(node: Node | None, problems: Problems) -> GlobalConfig:
         return GlobalConfig()
     check_keys(m, "global", _GLOBAL_KEYS, problems, not_yet=_GLOBAL_NOT_YET)
     interval, _ = _positive_duration(
-        m, "scrape_interval", "global", problems, DEFAULT_SCRAPE_INTERVAL_S
+        m, "scrape_interval", "global", problems, DEFAULT_SCRAPE_INTERVAL_S, MIN_INTERVAL_S
     )
     # As in Prometheus: an unset timeout is 10s, or the interval when that is shorter.
     timeout, given = _positive_duration(
@@ -206,7 +219,7 @@ def _global(node: Node | None, problems: Problems) -> GlobalConfig:
     if given:
         _timeout_vs_interval(m, "global", timeout, interval, problems)
     evaluation, _ = _positive_duration(
-        m, "evaluation_interval", "global", problems, DEFAULT_EVALUATION_INTERVAL_S
+        m, "evaluation_interval", "global", problems, DEFAULT_EVALUATION_INTERVAL_S, MIN_INTERVAL_S
     )
     labels_node = m.get("external_labels")
     external: labelset.Labels = labelset.EMPTY
@@ -235,7 +248,9 @@ def _host(node: Node | None, global_config: GlobalConfig, problems: Problems) ->
     enabled = False
     if enabled_node is not None:
         enabled = bool(as_bool(enabled_node, "host.enabled", problems))
-    interval, _ = _positive_duration(m, "interval", "host", problems, default.interval_s)
+    interval, _ = _positive_duration(
+        m, "interval", "host", problems, default.interval_s, MIN_INTERVAL_S
+    )
     return HostConfig(enabled=enabled, interval_s=interval)
 
 
@@ -294,7 +309,7 @@ def _scrape_config(
 
     params = _params(m.get("params"), join_key(path, "params"), problems)
     interval, _ = _positive_duration(
-        m, "scrape_interval", path, problems, global_config.scrape_interval_s
+        m, "scrape_interval", path, problems, global_config.scrape_interval_s, MIN_INTERVAL_S
     )
     timeout, given = _positive_duration(
         m, "scrape_timeout", path, problems, min(global_config.scrape_timeout_s, interval)
