@@ -119,6 +119,10 @@ async def api_kpi(request: web.Request) -> web.Response:
     return _json({"status": "success", "data": _kpi_docs(daemon, name)})
 
 
+async def api_not_found(request: web.Request) -> web.Response:
+    return _error(404, "not_found", f"no such endpoint: {request.path}")
+
+
 async def healthy(request: web.Request) -> web.Response:
     return web.Response(text="kpimon is Healthy.\n")
 
@@ -184,6 +188,7 @@ def build_app(daemon: DaemonView) -> web.Application:
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/v1/kpis", api_kpis)
     app.router.add_get("/api/v1/kpis/{name}", api_kpi)
+    app.router.add_route("*", "/api/v1/{tail:.*}", api_not_found)
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)
     app.router.add_route("POST", "/-/reload", reload)

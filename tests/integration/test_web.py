@@ -134,6 +134,12 @@ async def test_unknown_kpi_is_a_prometheus_style_error(client) -> None:  # type:
     }
 
 
+async def test_unknown_api_paths_answer_json(client) -> None:  # type: ignore[no-untyped-def]
+    resp = await client.get("/api/v1/nope")
+    assert resp.status == 404
+    assert (await resp.json())["errorType"] == "not_found"
+
+
 async def test_reload_needs_the_lifecycle_flag(daemon: Daemon, client) -> None:  # type: ignore[no-untyped-def]
     assert (await client.post("/-/reload")).status == 403
     assert daemon.reloads == []
