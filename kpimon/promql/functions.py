@@ -5,10 +5,12 @@ Prometheus 2.42's promql/functions.go operation for operation (extrapolatedRate 
 extrapolation limits and counter-reset handling, Kahan-compensated sum_over_time and
 avg_over_time), so that results agree to the last bit with Prometheus on the same samples.
 
-Two paths give the same numbers: a fast one for the daemon's case (window ends at the target's
-newest scrape, no gap and no counter reset inside the window), which needs only the first and
-last sample of each series, and a general one that gathers every row of the window. This module
-never does I/O and never awaits.
+Two paths give the same numbers: fast ones for the daemon's case (no gap inside the window;
+rate, increase, irate and count_over_time also need the window to end at the target's newest
+scrape and, for rate/increase, no counter reset: then only the first and last sample of each
+series are read; the other *_over_time functions read the window step by step in place, see
+:mod:`~kpimon.promql.overtime`), and a general one that gathers every row of the window. This
+module never does I/O and never awaits.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from kpimon.promql import overtime
 from kpimon.promql.select import Match, Window, gather, target_rows
 from kpimon.store import StoreView
 
@@ -41,6 +44,16 @@ def apply(
     if func in _FAST:
         with np.errstate(all="ignore"):
             slow = _fast(func, view, m, lo_ms, hi_ms, range_ms, ok, out)
+    elif func in overtime.FUNCS:
+        steps = overtime.full_windows(view, m, lo_ms, hi_ms)
+        if steps is not None:
+            with np.errstate(all="ignore"):
+                values, redo = overtime.reduce(func, steps)
+            out[steps.at] = values
+            ok[steps.at] = True
+            slow[steps.at] = False
+            if redo is not None:  # Inf, NaN or overflow: the general path's special cases
+                slow[np.arange(k)[steps.at][redo]] = True
     idx = np.flatnonzero(slow) if slow.any() else slow[:0].nonzero()[0]
     if idx.size:
         w = gather(view, m.cols[idx], m.slots, m.slot_of[idx], lo_ms, hi_ms)

@@ -8,30 +8,25 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import numpy as np
-from numpy.typing import NDArray
 
 from kpimon.labels import Labels, decode_key
+from kpimon.store import batch
 from kpimon.store.layout import (
     ABSENT,
-    ABSENT_BITS,
     F64,
     FLOAT64,
     I64,
     NO_TIME,
-    STALE_BITS,
     STALE_NAN,
     Scrape,
     StoreView,
-    any_,
     as_span,
-    at,
     capacity_for,
     grown,
 )
-from kpimon.store.targets import Target, attach_target_labels, metric_name
+from kpimon.store.targets import Target, attach_target_labels, forget_index, metric_name
 
 _GC_PERIOD_MS = 60_000
-_CONCAT_MAX = 256  # scrapes with fewer series are written together in ingest_many
 _GROWTH_MIN = 64
 
 
@@ -67,6 +62,8 @@ class Store:
         self._generation = 0
         self._now_ms = NO_TIME
         self._last_gc_ms = NO_TIME
+        self._chunk = 0  # numbers the runs of scrapes of distinct targets in ingest_many
+        self._plan: batch.Plan | None = None  # of the previous batch, reused while it fits
         self.index_rebuilds = 0
         """Times a target's positional index was rebuilt because its key list changed."""
         self.out_of_order_total = 0
@@ -149,7 +146,7 @@ class Store:
             times[tg.slot, :keep] = old_times[tg.slot, src]
             cols = np.fromiter(tg.members, np.int64, len(tg.members))
             values[:keep, cols] = old_values[src[:, None], cols[None, :]]
-            tg.written = self._rows_written[tg.slot] = keep
+            self._rows_written[tg.slot] = keep
         self._cap, self._values, self._row_times = cap, values, times
 
     def ingest(
@@ -166,9 +163,12 @@ class Store:
         staleness marker's bit pattern is stored as a staleness marker. ``target_labels`` (job,
         instance, static labels) are attached to every series as Prometheus does with
         ``honor_labels: false``: a scraped label of the same name is kept as
-        ``exported_<name>``. Series of the target present in the previous scrape but missing
-        from this one get a staleness marker at ``t``. Of two keys that decode to the same label
-        set, the first wins. A batch not newer than the target's previous one is ignored.
+        ``exported_<name>``. The store keeps a reference to ``keys`` to recognise an unchanged
+        list at the next scrape: do not change a list after handing it over (one grown or
+        shrunk in place is detected). Series of the target present in the previous scrape but
+        missing from this one get a staleness marker at ``t``. Of two keys that decode to the
+        same label set, the first wins. A batch not newer than the target's previous one is
+        ignored.
 
         Raises:
             ValueError: ``keys`` and ``values`` differ in length.
@@ -178,28 +178,64 @@ class Store:
     def ingest_many(self, scrapes: Iterable[Scrape]) -> None:
         """Store several scrapes (``(target, target_labels, keys, values, t)`` each) at once.
 
-        The same as calling :meth:`ingest` for each, in order, but the samples of all of them
-        are written with a few vector operations: per scrape only the key list is compared and
-        a row claimed, which matters with many small targets.
+        The same as calling :meth:`ingest` for each, in order (when one raises, the ones before
+        it are stored), but the samples of all of them are written with a few vector operations:
+        per scrape of a target whose key list is unchanged, only the key list is compared and a
+        row claimed, which matters with many small targets. Garbage collection may run after
+        each run of scrapes of distinct targets.
         """
-        chunk: list[tuple[Target, int, int, F64]] = []
-        seen: set[str] = set()
+        get = self._targets.get
+        self._chunk += 1
+        mark = self._chunk
+        chunk: list[Target] = []
+        vals_of: list[F64] = []
+        times: list[int] = []
+        t_prev, ms = None, 0
         for target, target_labels, keys, values, t in scrapes:
+            tg = get(target)
+            if tg is not None and tg.chunk == mark:  # a second scrape: write the first one before
+                self._write(chunk, vals_of, times)
+                chunk, vals_of, times = [], [], []
+                self._chunk += 1
+                mark = self._chunk
             if len(keys) != len(values):
+                self._write(chunk, vals_of, times)
                 raise ValueError(f"{len(keys)} keys but {len(values)} values")
-            if target in seen:  # a second scrape of one target: write the first one before
-                self._write(chunk)
-                chunk, seen = [], set()
-            seen.add(target)
-            part = self._prepare(target, target_labels, keys, values, round(t * 1000))
-            if part is not None:
-                chunk.append(part)
-        self._write(chunk)
+            if t != t_prev:  # (float(): numpy's scalars round 20x slower)
+                t_prev, ms = t, round(float(t) * 1000)
+            if (
+                tg is None
+                or ms <= tg.last_ms
+                or (keys is not tg.fast_keys and keys != tg.fast_keys)
+                or len(keys) != tg.n_keys  # the same list object, changed in place
+                or (target_labels is not tg.labels and target_labels != tg.labels)
+            ):
+                vals = self._prepare(target, target_labels, keys, values, ms)
+                tg = self._targets[target]
+                tg.chunk = mark
+                if vals is not None:
+                    chunk.append(tg)
+                    vals_of.append(vals)
+                    times.append(ms)
+                continue
+            # The common case, inline: same target labels and key list, nothing else to do.
+            tg.chunk = mark
+            if values.dtype is not FLOAT64:
+                values = values.astype(np.float64)
+            tg.last_ms = ms
+            tg.present = tg.cols
+            chunk.append(tg)
+            vals_of.append(values)
+            times.append(ms)
+        self._write(chunk, vals_of, times)
 
     def _prepare(
         self, target: str, target_labels: Labels, keys: list[bytes], values: F64, ms: int
-    ) -> tuple[Target, int, int, F64] | None:
-        """Index a scrape and claim its row: (target, row, time, values in column order)."""
+    ) -> F64 | None:
+        """Index a scrape (its row is claimed by :meth:`_write`); its values in column order.
+
+        None when the scrape is out of order (ignored).
+        """
         tg = self._targets.get(target)
         if tg is None:
             tg = self._dropped.pop(target, None)
@@ -218,15 +254,18 @@ class Store:
             tg.labels = target_labels
             tg.key_to_col.clear()
             tg.labels_to_col.clear()
-            tg.keys = None
+            forget_index(tg)
         was_present = tg.present
-        rebuilt = tg.keys is None or (keys is not tg.keys and keys != tg.keys)
+        rebuilt = (
+            tg.keys is None or len(keys) != tg.n_keys or (keys is not tg.keys and keys != tg.keys)
+        )
         if rebuilt:
             self._rebuild(tg, keys)
         vals = values if tg.take is None else values[tg.take]
         if vals.dtype is not FLOAT64:
             vals = vals.astype(np.float64)
-        row = self._start_row(tg, ms)
+        row = int(self._rows_written[tg.slot]) % self._cap
+        tg.last_ms = ms
         absent = tg.absent
         if absent.size:
             self._values[row, absent] = ABSENT
@@ -237,81 +276,58 @@ class Store:
                     self._values[row, newly] = STALE_NAN
                     self._stale_ms[newly] = ms
         tg.present = tg.cols
-        return tg, row, ms, vals
+        return vals
 
-    def _write(self, chunk: list[tuple[Target, int, int, F64]]) -> None:
-        """Write the samples of prepared scrapes of distinct targets.
+    def _write(self, chunk: list[Target], vals_of: list[F64], times: list[int]) -> None:
+        """Claim the rows of scrapes of distinct targets and write their samples.
 
-        Big scrapes are written one by one (their columns are usually one slice); small ones
-        together, concatenated, so that many small targets cost a few vector operations.
+        ``chunk[i]`` gets ``vals_of[i]`` (in column order) in its next row, at ``times[i]``.
+        Big contiguous targets are written one by one (slices); the others together, their
+        columns and values concatenated (see :mod:`kpimon.store.batch`).
         """
+        cap = self._cap
         if len(chunk) == 1:
-            small = []
-            single = chunk
-        else:
-            small = [part for part in chunk if part[0].cols.size < _CONCAT_MAX]
-            single = [part for part in chunk if part[0].cols.size >= _CONCAT_MAX]
-            if len(small) < 2:
-                small, single = [], chunk
-        for part in single:
-            tg, row, ms, vals = part
+            tg, ms = chunk[0], times[0]
+            written = int(self._rows_written[tg.slot])
+            row = written % cap
+            self._row_times[tg.slot, row] = ms
+            self._rows_written[tg.slot] = written + 1
             cols = tg.span if tg.span is not None else tg.cols
-            self._write_columns([part], cols, row, ms, vals)
-        if small:
-            counts = [part[0].cols.size for part in small]
-            ms_each = np.array([part[2] for part in small], dtype=np.int64)
-            self._write_columns(
-                small,
-                np.concatenate([part[0].cols for part in small]),
-                np.repeat(np.array([part[1] for part in small], dtype=np.int64), counts),
-                np.repeat(ms_each, counts),
-                np.concatenate([part[3] for part in small]),
+            batch.write_columns(self, chunk, cols, cols, row, ms, vals_of[0])
+            self._finish(ms)
+            return
+        if not chunk:
+            return
+        plan = self._plan
+        if plan is None or plan.rebuilds != self.index_rebuilds or plan.targets != chunk:
+            order = batch.canonical(chunk)
+            if order is not None:  # the order of targets does not matter: write in slot order
+                chunk = [chunk[i] for i in order]
+                vals_of = [vals_of[i] for i in order]
+                times = [times[i] for i in order]
+            if plan is None or plan.rebuilds != self.index_rebuilds or plan.targets != chunk:
+                plan = self._plan = batch.make_plan(chunk, self.index_rebuilds)
+        slots = plan.slots
+        before = self._rows_written[slots]
+        rows = before % cap
+        ms_of = np.array(times, dtype=np.int64)
+        self._row_times[slots, rows] = ms_of
+        self._rows_written[slots] = before + 1
+        for i in plan.alone:
+            big = chunk[i]
+            assert big.span is not None
+            batch.write_columns(self, [big], big.span, big.span, int(rows[i]), times[i], vals_of[i])
+        if plan.members:
+            batch.write_columns(
+                self,
+                plan.members,
+                plan.cols,
+                plan.flat_cols,
+                batch.spread(rows, plan.together, plan.counts),
+                batch.spread(ms_of, plan.together, plan.counts),
+                batch.values_of(vals_of, plan.together),
             )
-        if chunk:
-            self._finish(max(part[2] for part in chunk))
-
-    def _write_columns(
-        self,
-        parts: list[tuple[Target, int, int, F64]],
-        cols: I64 | slice,
-        rows: I64 | int,
-        times: I64 | int,
-        vals: F64,
-    ) -> None:
-        stale_in: NDArray[np.bool_] | None = None
-        if any_(np.isnan(vals)):  # look for staleness markers among the NaNs
-            bits = vals.view(np.int64)
-            stale_in = bits == STALE_BITS
-            if any_(bits == ABSENT_BITS):  # not ours to receive: an ordinary NaN then
-                vals = np.where(bits == ABSENT_BITS, np.nan, vals)
-            if any_(stale_in):
-                self._fix_present(parts, stale_in)
-            else:
-                stale_in = None
-        self._values[rows, cols] = vals
-        reset = vals < self._last_value[cols]
-        if any_(reset):
-            self._reset_ms[at(cols, reset)] = times if isinstance(times, int) else times[reset]
-        if stale_in is None:
-            self._last_value[cols] = vals
-            self._last_ms[cols] = times
-        else:
-            real, stale = ~stale_in, at(cols, stale_in)
-            self._last_value[at(cols, real)] = vals[real]
-            self._last_ms[at(cols, real)] = times if isinstance(times, int) else times[real]
-            self._stale_ms[stale] = times if isinstance(times, int) else times[stale_in]
-            self._gap_ms[stale] = self._stale_ms[stale]
-
-    def _fix_present(
-        self, chunk: list[tuple[Target, int, int, F64]], stale: NDArray[np.bool_]
-    ) -> None:
-        """Series sent as staleness markers are not present at their target's new row."""
-        start = 0
-        for tg, _, _, _ in chunk:
-            part = stale[start : start + tg.cols.size]
-            start += tg.cols.size
-            if any_(part):
-                tg.present = tg.cols[~part]
+        self._finish(int(ms_of.max()))
 
     def mark_stale(self, target: str, t: float) -> None:
         """A failed scrape of ``target`` at ``t``: staleness markers for all its present series."""
@@ -342,8 +358,11 @@ class Store:
         self.mark_stale(target, t)
         del self._targets[target]
         tg.dropped = True
-        tg.keys = None
-        self._dropped[target] = tg
+        forget_index(tg)
+        if tg.members:
+            self._dropped[target] = tg  # garbage collection frees it with its last series
+        else:  # nothing of it to keep: free its slot now (GC would never visit it)
+            self._slots[tg.slot] = None
 
     # -- internals --------------------------------------------------------------------------
 
@@ -366,10 +385,10 @@ class Store:
 
     def _start_row(self, tg: Target, ms: int) -> int:
         """Claim the target's next ring row for time ``ms``; returns the row index."""
-        written = tg.written
+        written = int(self._rows_written[tg.slot])
         row = written % self._cap
         self._row_times[tg.slot, row] = ms
-        tg.written = self._rows_written[tg.slot] = written + 1
+        self._rows_written[tg.slot] = written + 1
         tg.last_ms = ms
         return row
 
@@ -422,11 +441,13 @@ class Store:
                 self._add_series(col, full, tg)
         arr = np.array(cols, dtype=np.int64)
         tg.keys = keys
+        tg.n_keys = len(keys)
         tg.cols = arr
         tg.take = None if take == list(range(len(keys))) else np.array(take, dtype=np.int64)
         tg.span = as_span(arr)
         present = set(cols)
         tg.absent = np.array(sorted(tg.members - present), dtype=np.int64)
+        tg.fast_keys = keys if tg.take is None and not tg.absent.size else None
 
     def _alloc(self, n: int, tg: Target) -> list[int]:
         """``n`` free columns, as contiguous as possible, initialised as empty series of ``tg``."""
@@ -511,7 +532,7 @@ class Store:
             tg.members -= dead_set
             tg.key_to_col = {k: c for k, c in tg.key_to_col.items() if c not in dead_set}
             tg.labels_to_col = {k: c for k, c in tg.labels_to_col.items() if c not in dead_set}
-            tg.keys = None  # the positional index may name freed columns
+            forget_index(tg)  # the positional index may name freed columns
             tg.present = np.setdiff1d(tg.present, dead, assume_unique=True)
             tg.absent = np.setdiff1d(tg.absent, dead, assume_unique=True)
             if tg.dropped and not tg.members:

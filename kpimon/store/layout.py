@@ -81,8 +81,12 @@ class StoreView:
 
 _A = TypeVar("_A", bound=np.generic)
 
-any_ = np.logical_or.reduce
-"""``np.any`` without its Python wrapper (this runs on every ingest)."""
+
+def any_(mask: NDArray[np.bool_]) -> bool:
+    """``mask.any()``, cheaper: ``count_nonzero`` has no ufunc machinery (runs on every ingest)."""
+    return bool(np.count_nonzero(mask))
+
+
 FLOAT64 = np.dtype(np.float64)
 
 

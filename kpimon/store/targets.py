@@ -26,14 +26,22 @@ class Target:
     labels_to_col: dict[Labels, int] = field(default_factory=dict)
     members: set[int] = field(default_factory=set)
     keys: list[bytes] | None = None  # key list the positional index below was built for
+    n_keys: int = 0  # its length then: a list grown or shrunk in place is not the same list
+    # ``keys`` when a scrape with it needs nothing but a row: no ``take``, nothing ``absent``.
+    fast_keys: list[bytes] | None = None
     take: I64 | None = None  # positions in the batch to keep (None: all, in order)
     cols: I64 = field(default_factory=lambda: np.empty(0, np.int64))
     span: slice | None = None  # cols as a slice when they are contiguous and increasing
     absent: I64 = field(default_factory=lambda: np.empty(0, np.int64))
     present: I64 = field(default_factory=lambda: np.empty(0, np.int64))  # present at the last row
     last_ms: int = NO_TIME
-    written: int = 0  # rows ever written (mirrors the store's rows_written array)
     dropped: bool = False
+    chunk: int = 0  # the store's write chunk that last saw a scrape of this target
+
+
+def forget_index(tg: Target) -> None:
+    """The positional index of ``tg`` is no longer valid: rebuild it at the next scrape."""
+    tg.keys = tg.fast_keys = None
 
 
 def metric_name(full: Labels) -> str:

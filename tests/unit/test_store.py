@@ -312,3 +312,24 @@ def test_ingest_many_is_ingest_in_a_loop() -> None:
     t = T0 + 15 * 11 + 7
     for expr in ("x", "rate(x[1m])", "count_over_time(x[2m])"):
         assert read(one, expr, t).keys() == read(many, expr, t).keys()
+
+
+def test_a_key_list_changed_in_place_is_noticed() -> None:
+    from kpimon.labels import format_key
+
+    store = Store(retention_s=600, min_interval_s=15)
+    keys = [format_key("x", {"k": "1"})]
+    store.ingest("t", (("job", "j"),), keys, np.array([1.0]), 0.0)
+    keys.append(format_key("x", {"k": "2"}))  # the caller reuses and grows its list
+    store.ingest("t", (("job", "j"),), keys, np.array([2.0, 3.0]), 15.0)
+    assert store.series_count == 2
+
+
+def test_dropping_targets_with_no_series_frees_their_slots() -> None:
+    store = Store(retention_s=600, min_interval_s=15)
+    for i in range(50):
+        name = f"t{i}"
+        store.ingest(name, (("job", "j"), ("instance", name)), [], np.empty(0), 0.0)
+        store.drop_target(name, 1.0)
+    assert sum(s is not None for s in store._slots) == 0
+    assert store._dropped == {}
