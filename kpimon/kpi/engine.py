@@ -17,7 +17,16 @@ import numpy as np
 
 from kpimon.config.models import Kpi
 from kpimon.errors import EvaluationError
-from kpimon.kpi.machine import F64, FIRING, PHASES, KpiState, LevelRule, MachineRule, Transition
+from kpimon.kpi.machine import (
+    F64,
+    FIRING,
+    PENDING,
+    PHASES,
+    KpiState,
+    LevelRule,
+    MachineRule,
+    Transition,
+)
 from kpimon.labels import Labels, format_labels, without_name
 from kpimon.promql.evaluate import Scalar, evaluate
 from kpimon.store import Store
@@ -166,8 +175,20 @@ _NO_LABELS: list[Labels] = []
 _NO_VALUES: F64 = np.empty(0, dtype=np.float64)
 
 
+def _log_level(tr: Transition) -> int:
+    """WARNING when a level fires, INFO for the rest of a breach (clearing, resolved), DEBUG
+    for entering and leaving pending: a value hovering at a threshold would flood the log."""
+    if tr.to_phase == FIRING and tr.notifies:
+        return logging.WARNING
+    if PENDING in (tr.from_phase, tr.to_phase):
+        return logging.DEBUG
+    return logging.INFO
+
+
 def _log_transition(kpi: str, tr: Transition) -> None:
-    level = logging.WARNING if tr.to_phase == FIRING and tr.notifies else logging.INFO
+    level = _log_level(tr)
+    if not log.isEnabledFor(level):
+        return
     log.log(
         level,
         "KPI transition kpi=%s series=%s level=%s from=%s to=%s value=%s reason=%r",

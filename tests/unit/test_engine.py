@@ -127,3 +127,23 @@ kpis:
     assert "many-to-many matching not allowed" in rt.last_error
     assert resolved == [(120, "no data")]  # resolved after resolve_after (2m), not at once
     assert len(rt.state) == 0  # and forgotten after that
+
+
+def test_transitions_are_logged_once_pending_at_debug(tmp_path, caplog):  # type: ignore[no-untyped-def]
+    rules = """
+kpis:
+  - name: k
+    owner: team
+    expr: x
+    levels: {warning: {above: 1, for: 30s}}
+"""
+    e = engine(tmp_path, rules)
+    caplog.set_level(logging.INFO, logger="kpimon.engine")
+    for t, v in ((0, 2.0), (15, 2.0), (30, 2.0), (45, 2.0), (60, 0.0), (75, 0.0)):
+        feed(e, float(t), a=v)
+        e.tick(float(t))
+    lines = [r for r in caplog.records if "KPI transition" in r.getMessage()]
+    assert [(r.levelname, r.getMessage().split(" to=")[1].split()[0]) for r in lines] == [
+        ("WARNING", "firing"),
+        ("INFO", "inactive"),
+    ]
