@@ -42,40 +42,34 @@ class Vec:
     values: F64
 
 
+_ARITHMETIC: dict[str, Any] = {
+    "+": np.add,
+    "-": np.subtract,
+    "*": np.multiply,
+    "/": np.true_divide,
+    "%": np.fmod,  # Go's math.Mod, not Python's %
+    "^": np.power,
+}
+_COMPARISON: dict[str, Any] = {
+    "==": np.equal,
+    "!=": np.not_equal,
+    ">": np.greater,
+    "<": np.less,
+    ">=": np.greater_equal,
+    "<=": np.less_equal,
+}
+
+
 def arithmetic(op: str, a: Any, b: Any) -> Any:
     """IEEE arithmetic as Go does it (``%`` is fmod, ``^`` is pow); NaN/Inf propagate silently."""
     with np.errstate(all="ignore"):
-        if op == "+":
-            return np.add(a, b)
-        if op == "-":
-            return np.subtract(a, b)
-        if op == "*":
-            return np.multiply(a, b)
-        if op == "/":
-            return np.true_divide(a, b)
-        if op == "%":
-            return np.fmod(a, b)
-        if op == "^":
-            return np.power(a, b)
-    raise AssertionError(op)
+        return _ARITHMETIC[op](a, b)
 
 
 def compare(op: str, a: Any, b: Any) -> Any:
     """The comparison as a boolean (array); NaN compares false except with ``!=``."""
     with np.errstate(all="ignore"):
-        if op == "==":
-            return np.equal(a, b)
-        if op == "!=":
-            return np.not_equal(a, b)
-        if op == ">":
-            return np.greater(a, b)
-        if op == "<":
-            return np.less(a, b)
-        if op == ">=":
-            return np.greater_equal(a, b)
-        if op == "<=":
-            return np.less_equal(a, b)
-    raise AssertionError(op)
+        return _COMPARISON[op](a, b)
 
 
 def vector_scalar(node: plan.Binary, vec: Vec, scalar: float) -> Vec:

@@ -98,3 +98,10 @@ def fetch(url: str, timeout_s: float = 10.0) -> bytes:
     with urllib.request.urlopen(url, timeout=timeout_s) as resp:
         body: bytes = resp.read()
         return body
+
+
+def promtool_check_metrics(body: bytes) -> subprocess.CompletedProcess[bytes]:
+    """``promtool check metrics`` on an exposition body (silent and 0 when it is clean)."""
+    return subprocess.run(
+        [binary("promtool"), "check", "metrics"], input=body, capture_output=True, timeout=60
+    )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -18,7 +17,7 @@ from kpimon.labels import format_key
 from kpimon.store import Store
 from kpimon.web.app import build_app
 from kpimon.web.render import CONTENT_TYPE, MetricsView
-from tests.helpers.debian import binary
+from tests.helpers.debian import promtool_check_metrics
 
 CONFIG = """
 rule_files: [rules.yaml]
@@ -185,13 +184,7 @@ async def test_clashing_and_non_legacy_label_names_still_lint_clean(daemon: Daem
     assert 'exported_level="z",instance="app:1",job="app",exported_exported_level="y"' in text
     assert 'kpimon_kpi_status{kpi="queue_depth",exported_kpi="x",instance=' in text
     assert 'my_label="v"' in text
-    lint = await asyncio.to_thread(
-        subprocess.run,
-        [binary("promtool"), "check", "metrics"],
-        input=body,
-        capture_output=True,
-        timeout=60,
-    )
+    lint = await asyncio.to_thread(promtool_check_metrics, body)
     assert (lint.returncode, lint.stdout, lint.stderr) == (0, b"", b""), lint
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import subprocess
 import time
 import urllib.parse
 from pathlib import Path
@@ -15,7 +14,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from tests.helpers.daemon import kpimon
-from tests.helpers.debian import binary, fetch, free_port, running
+from tests.helpers.debian import binary, fetch, free_port, promtool_check_metrics, running
 
 EXPOSITION = b"""# HELP app_queue_depth Jobs waiting.
 # TYPE app_queue_depth gauge
@@ -148,13 +147,7 @@ async def test_promtool_accepts_metrics_and_prometheus_scrapes_kpimon(
     with kpimon(tmp_path, f"--config.file={cfg}") as k:
         await asyncio.to_thread(k.wait_for, "ready", lambda: k.get("/-/ready")[0] == 200)
         body = k.get("/metrics")[1]
-        lint = await asyncio.to_thread(
-            subprocess.run,
-            [binary("promtool"), "check", "metrics"],
-            input=body,
-            capture_output=True,
-            timeout=60,
-        )
+        lint = await asyncio.to_thread(promtool_check_metrics, body)
         assert (lint.returncode, lint.stdout, lint.stderr) == (0, b"", b""), lint
 
         port = free_port()
