@@ -31,7 +31,8 @@ class Kpimon:
             with urllib.request.urlopen(self.base + path, timeout=5) as resp:
                 return resp.status, resp.read()
         except urllib.error.HTTPError as exc:
-            return exc.code, exc.read()
+            with exc:  # it holds the response's socket
+                return exc.code, exc.read()
 
     def json(self, path: str) -> dict:  # type: ignore[type-arg]
         status, body = self.get(path)
