@@ -27,6 +27,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from typing import NamedTuple
 
 import numpy as np
@@ -301,21 +302,30 @@ class KpiState:
             rows_changed = idx[changed]
             touched.append(rows_changed)
             texts = _reason_texts(lv)
+            # Built by C-level iteration (map/zip/itemgetter): thousands per tick at 1% churn.
             out.extend(
-                Transition(t, self.labels[i], lv.name, a, b, x, lv.threshold, texts[r])
-                for i, a, b, x, r in zip(
-                    rows_changed.tolist(),
-                    ph[changed].tolist(),
-                    new[changed].tolist(),
-                    v[changed].tolist(),
-                    reason[changed].tolist(),
-                    strict=True,
+                map(
+                    _new_transition,
+                    zip(
+                        repeat(t),
+                        map(self.labels.__getitem__, rows_changed.tolist()),
+                        repeat(lv.name),
+                        ph[changed].tolist(),
+                        new[changed].tolist(),
+                        v[changed].tolist(),
+                        repeat(lv.threshold),
+                        map(texts.__getitem__, reason[changed].tolist()),
+                        strict=False,  # repeat() is endless; the lists have one length
+                    ),
                 )
             )
 
         # Status changes only where a phase changed, data is missing, or it was no_data.
         touched.append(np.flatnonzero(self.status == STATUS_NO_DATA))
-        self._update_status(t, np.unique(np.concatenate(touched)))
+        mark = np.zeros(n, dtype=bool)  # (a mask: np.unique is ~10x slower here)
+        for rows_ in touched:
+            mark[rows_] = True
+        self._update_status(t, np.flatnonzero(mark))
         if len(missing):
             idle = missing[t - self.last_seen[missing] > rule.forget_after_s]
             idle = idle[(self.phase[:, idle] == INACTIVE).all(axis=0)]
@@ -351,6 +361,8 @@ class KpiState:
 
 
 _NO_ROWS: npt.NDArray[np.intp] = np.empty(0, dtype=np.intp)
+# Transition from a tuple of its fields, all in C (NamedTuple._make is Python-level).
+_new_transition = functools.partial(tuple.__new__, Transition)
 _R_COND, _R_HELD, _R_FAILED, _R_LOST, _R_CLEARED, _R_AGAIN, _R_NODATA = range(1, 8)
 
 
