@@ -20,6 +20,7 @@ import aiohttp
 from aiohttp import web
 
 from kpimon import __version__
+from kpimon import labels as labelset
 from kpimon.clock import SYSTEM_CLOCK, Clock
 from kpimon.config import load_config
 from kpimon.config.models import DaemonConfig, ScrapeConfig
@@ -146,8 +147,8 @@ class Daemon:
     def metrics_view(self) -> MetricsView:
         targets = [
             TargetView(
-                job=_label(h.labels, "job"),
-                instance=_label(h.labels, "instance"),
+                job=labelset.get(h.labels, "job"),
+                instance=labelset.get(h.labels, "instance"),
                 up=h.up,
                 duration_s=h.duration_s,
                 samples_scraped=h.samples_scraped,
@@ -298,15 +299,8 @@ class Daemon:
         return 0
 
 
-def _label(labels: tuple[tuple[str, str], ...], name: str) -> str:
-    return next((v for k, v in labels if k == name), "")
-
-
 def _intervals(cfg: DaemonConfig) -> list[float]:
-    out = [sc.scrape_interval_s for sc in cfg.scrape_configs]
-    if cfg.host.enabled:
-        out.append(cfg.host.interval_s)
-    return out or [cfg.global_config.scrape_interval_s]
+    return cfg.scrape_intervals() or [cfg.global_config.scrape_interval_s]
 
 
 def _min_interval(cfg: DaemonConfig) -> float:
@@ -315,8 +309,3 @@ def _min_interval(cfg: DaemonConfig) -> float:
 
 def _max_interval(cfg: DaemonConfig) -> float:
     return max(_intervals(cfg))
-
-
-def load(opts: Options) -> DaemonConfig:
-    """The config ``kpimon run`` starts with (raises ConfigError)."""
-    return load_config(opts.config_file)

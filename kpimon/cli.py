@@ -82,7 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from kpimon import logs
-    from kpimon.app import Daemon, Options, load, split_address
+    from kpimon.app import Daemon, Options, split_address
+    from kpimon.config import load_config
 
     logs.setup(args.log_level, args.log_format)
     log = logging.getLogger("kpimon")
@@ -100,7 +101,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"kpimon: {exc}", file=sys.stderr)
         return 2
     try:
-        cfg = load(opts)
+        cfg = load_config(opts.config_file)
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)

@@ -112,17 +112,18 @@ def decode_key(key: bytes) -> tuple[str, Labels]:
     )
 
 
-def _escape(value: str) -> str:
+def escape_value(value: str) -> str:
+    """A label value escaped for exposition text and PromQL: ``\\``, ``"`` and newline."""
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 def format_key(name: str, labels: Labels | Mapping[str, str] = EMPTY) -> bytes:
     """The series key of ``name`` with ``labels`` in canonical exposition syntax."""
     items = labels.items() if isinstance(labels, Mapping) else labels
-    body = ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(items))
+    body = ",".join(f'{k}="{escape_value(v)}"' for k, v in sorted(items))
     return (f"{name}{{{body}}}" if body else name).encode()
 
 
 def format_labels(labels: Labels) -> str:
     """``{a="1", b="2"}`` as people read it (PromQL syntax)."""
-    return "{" + ", ".join(f'{k}="{_escape(v)}"' for k, v in labels) + "}"
+    return "{" + ", ".join(f'{k}="{escape_value(v)}"' for k, v in labels) + "}"

@@ -231,8 +231,12 @@ class DaemonConfig:
         lookback delta, plus the longest interval (so a range is full even just before a tick).
         """
         longest_range = max((kpi.expr.max_range_s for kpi in self.kpis), default=0.0)
-        intervals = [self.global_config.evaluation_interval_s]
-        intervals += [sc.scrape_interval_s for sc in self.scrape_configs]
+        intervals = [self.global_config.evaluation_interval_s, *self.scrape_intervals()]
+        return longest_range + LOOKBACK_S + max(intervals)
+
+    def scrape_intervals(self) -> list[float]:
+        """The interval of every scrape job, and of the host collector when it is enabled."""
+        intervals = [sc.scrape_interval_s for sc in self.scrape_configs]
         if self.host.enabled:
             intervals.append(self.host.interval_s)
-        return longest_range + LOOKBACK_S + max(intervals)
+        return intervals

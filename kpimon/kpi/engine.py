@@ -65,8 +65,6 @@ class KpiRuntime:
     state: KpiState
     last_error: str | None = None
     failures_total: int = 0
-    eval_seconds: float = 0.0
-    evaluated: bool = False
     in_labels: Sequence[Labels] | None = None
     out_labels: Sequence[Labels] = field(default_factory=list)
 
@@ -109,7 +107,6 @@ class Engine:
         started = time.perf_counter()
         out: list[tuple[str, Transition]] = []
         for name, rt in self.kpis.items():
-            t0 = time.perf_counter()
             # A KPI whose expression fails has no data this tick: max_gap and no_data apply,
             # so its series neither freeze at their last value nor resolve silently.
             try:
@@ -129,8 +126,6 @@ class Engine:
             except Exception as exc:  # a bug must not stop the other KPIs, nor the daemon
                 self._failed(rt, f"internal error: {type(exc).__name__}: {exc}", exc)
                 continue
-            rt.eval_seconds = time.perf_counter() - t0
-            rt.evaluated = True
             for tr in transitions:
                 _log_transition(name, tr)
                 out.append((name, tr))

@@ -107,9 +107,6 @@ class Transition(NamedTuple):
             self.to_phase == INACTIVE and self.from_phase in (FIRING, CLEARING)
         )
 
-    def describe(self) -> str:
-        return f"{self.level} {PHASES[self.from_phase]} -> {PHASES[self.to_phase]} ({self.reason})"
-
 
 class KpiState:
     """Phases and timers of every series of one KPI (mutable; owned by the engine)."""
@@ -354,10 +351,6 @@ class KpiState:
         """Per level and series: how long the condition has held while pending (else 0)."""
         held = np.where(self.phase == PENDING, t - self.active_at, 0.0)
         return np.nan_to_num(held, nan=0.0)
-
-    def breach_seconds_total(self, t: float) -> F64:
-        """Per level and series: seconds spent firing or clearing, up to ``t``."""
-        return self.breach_s
 
 
 _NO_ROWS: npt.NDArray[np.intp] = np.empty(0, dtype=np.intp)

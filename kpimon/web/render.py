@@ -19,7 +19,7 @@ import numpy as np
 
 from kpimon.kpi.engine import KpiRuntime
 from kpimon.kpi.machine import KpiState
-from kpimon.labels import Labels
+from kpimon.labels import Labels, escape_value
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -55,10 +55,6 @@ class MetricsView:
     version: str
 
 
-def _esc(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
 def _help_esc(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n")
 
@@ -80,7 +76,7 @@ def _nums(a: np.ndarray) -> list[str]:
 
 def label_body(pairs: Iterable[tuple[str, str]]) -> str:
     """``a="1",b="2"`` with values escaped."""
-    return ",".join(f'{k}="{_esc(v)}"' for k, v in pairs)
+    return ",".join(f'{k}="{escape_value(v)}"' for k, v in pairs)
 
 
 _LEGACY_LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
@@ -304,7 +300,7 @@ class Renderer:
         )
         for rt in view.kpis:
             out.append(
-                f'kpimon_rule_evaluation_failures_total{{kpi="{_esc(rt.kpi.name)}"}} '
+                f'kpimon_rule_evaluation_failures_total{{kpi="{escape_value(rt.kpi.name)}"}} '
                 f"{rt.failures_total}\n"
             )
         gauge(
