@@ -16,6 +16,13 @@ key, a non-finite or unconvertible value, a timestamp, invalid UTF-8, OpenMetric
 *exact* pass re-reads the payload line by line with the full grammar and says what is wrong where.
 The exact pass defines the result; the fast pass only returns what it would (the tests check it).
 
+A later scrape of the same target is cheaper still (``previous``: the last result for that
+target). Its keys were validated once, so the payload is split into lines at memchr speed and
+each line at its last space: a key seen in the previous result needs no grammar check, only new
+keys are matched against the canonical key grammar, and value tokens are checked for stray bytes
+in one ``translate`` over all of them. Anything unusual (a timestamp, a blank line, CRLF, a
+malformed line) defers to the regex pass, so the result never depends on ``previous``.
+
 What is checked, and what is not:
 
 * Sample lines, in whole mode all of them: metric and label names, label sets (escapes, blanks,
@@ -227,7 +234,11 @@ def content_is_openmetrics(content_type: str | None) -> bool:
 
 
 def parse(
-    data: bytes, wanted: frozenset[bytes] | None = None, *, openmetrics: bool = False
+    data: bytes,
+    wanted: frozenset[bytes] | None = None,
+    *,
+    openmetrics: bool = False,
+    previous: Exposition | None = None,
 ) -> Exposition:
     """Parse one exposition payload.
 
@@ -236,6 +247,10 @@ def parse(
         wanted: metric names to keep, as bytes; None keeps every sample. Lines of other names
             are counted in ``samples_total`` but neither kept nor validated.
         openmetrics: parse as OpenMetrics (``# EOF``, float-second timestamps, exemplars).
+        previous: the result of the previous parse of the same target with the same ``wanted``
+            (optional). Its keys are known to be valid, so lines with the same keys need no
+            grammar check: the common case of a target whose series set has not changed costs
+            a byte split per line instead of a regex match. The result does not depend on it.
 
     Returns:
         The kept samples, and the counts and descriptions of malformed lines. Bad input never
@@ -251,8 +266,100 @@ def parse(
         if not isinstance(names, frozenset | set) or not all(isinstance(n, bytes) for n in names):
             raise TypeError("wanted must be None or a frozenset of bytes")
         wanted = frozenset(names)
-    result = _fast(data, wanted, openmetrics)
+    result = None
+    if previous is not None:
+        result = _by_lines(data, wanted, openmetrics, previous)
+    if result is None:
+        result = _fast(data, wanted, openmetrics)
     return result if result is not None else _exact(data, wanted, openmetrics)
+
+
+_OM_META = (b"# HELP ", b"# TYPE ", b"# UNIT ")
+# What a value token may contain: float() also takes '_' and blanks, which Go's parser does not.
+_VALUE_BYTES = b"0123456789.eE+-infatyINFATY"
+
+
+def _by_lines(
+    data: bytes, wanted: frozenset[bytes] | None, om: bool, previous: Exposition
+) -> Exposition | None:
+    """The result when every sample line is ``KEY VALUE`` with one space (no timestamp); None
+    to defer to :func:`_fast`.
+
+    The key is the line up to its last space (label values may hold spaces; the value cannot).
+    A key that the previous parse of the target returned is valid as it is; any other key must
+    match the canonical key grammar, or the payload goes to :func:`_fast`. A timestamp leaves
+    the line's key with a space after its label set, which no valid key has, so timestamped
+    payloads are deferred too.
+    """
+    buf = b"\n" + data if data.endswith(b"\n") else b"\n" + data + b"\n"
+    if om:
+        pos = buf.rfind(b"\n# EOF")
+        if pos < 0 or buf[pos:] not in (b"\n# EOF\n", b"\n# EOF\r\n"):
+            return None
+        buf = buf[: pos + 1]
+    if wanted is None:
+        lines = buf[1:-1].split(b"\n")
+        if b"" in lines:
+            return None  # a blank line (rare: not worth a test per line below)
+    else:
+        array = np.frombuffer(buf, np.uint8)
+        firsts = array[1:][array[:-1] == 10]
+        if _STARTS_IRREGULAR[firsts].any():
+            return None  # a line starting with a blank or a CR
+        lines = _selected_lines(wanted, om).findall(buf)
+    keys: list[bytes] = []
+    tokens: list[bytes] = []
+    add_key = keys.append
+    add_token = tokens.append
+    for line in lines:
+        if line[0] in _ODD_FIRST:
+            if line[0] != 35 or wanted is not None or (om and not line.startswith(_OM_META)):
+                return None  # a line starting with a blank or a CR; selective: "# EOF"
+            continue  # a comment
+        key, _, token = line.rpartition(b" ")
+        add_key(key)
+        add_token(token)
+    if not keys:
+        return None  # let the other passes say what is in an empty or odd payload
+    samples_total = len(keys) if wanted is None else int(np.count_nonzero(_STARTS_SAMPLE[firsts]))
+    if keys != previous.keys:
+        known = set(previous.keys)
+        full = _KEY_FULL
+        for key in keys:
+            if key not in known and (full.fullmatch(key) is None or not _is_utf8(key)):
+                return None
+        if len(set(keys)) != len(keys):
+            return None
+    joined = b" ".join(tokens)
+    if joined.translate(None, _VALUE_BYTES).strip(b" "):
+        return None  # a byte no value has (blanks, '_', CR, non-ASCII)
+    # With those bytes only, float() takes exactly the finite literals of _VALUE; the
+    # non-finite ones are checked below (float takes "+nan", Go's parser does not).
+    try:
+        values = np.fromiter(map(float, tokens), np.float64, len(tokens))
+    except ValueError:
+        return None
+    finite = np.isfinite(values)
+    if not finite.all():
+        for i in np.flatnonzero(~finite).tolist():
+            if tokens[i] not in _SPECIALS and not _SPECIAL_RE.fullmatch(tokens[i]):
+                return None
+    return Exposition(keys, values, None, samples_total, 0, ())
+
+
+_KEY_FULL = re.compile(_KEY_F)
+_ODD_FIRST = frozenset(b"# \t\r")
+
+
+@functools.lru_cache(maxsize=128)
+def _selected_lines(wanted: frozenset[bytes], om: bool) -> re.Pattern[bytes]:
+    """The lines (without their newline) that start with a wanted name, bare or quoted."""
+    bare = _trie([n for n in wanted if re.fullmatch(_NAME, n)])
+    quoted = _trie([_escape(n) for n in wanted])
+    head = rb"(?:" + bare + rb'[^a-zA-Z0-9_:]|\{[ \t]*+"' + quoted + rb'"[ \t]*+[,}]'
+    if om:
+        head += rb"|#[ \t]*+EOF"
+    return re.compile(rb"\n(?=" + head + rb"))([^\n]*+)")
 
 
 def _fast(data: bytes, wanted: frozenset[bytes] | None, om: bool) -> Exposition | None:

@@ -33,7 +33,13 @@ from numpy.typing import NDArray
 from kpimon import __version__
 from kpimon.errors import ScrapeError
 from kpimon.labels import EMPTY, Labels, decode_key, make
-from kpimon.sources.exposition import ACCEPT_HEADER, ParseIssue, content_is_openmetrics, parse
+from kpimon.sources.exposition import (
+    ACCEPT_HEADER,
+    Exposition,
+    ParseIssue,
+    content_is_openmetrics,
+    parse,
+)
 from kpimon.sources.host import HostCollector, HostSamples
 
 __all__ = [
@@ -150,7 +156,7 @@ class HttpSource:
     part of the definition.
     """
 
-    __slots__ = ("_labels", "_last_full_malformed", "_scrapes", "_session", "_target")
+    __slots__ = ("_labels", "_last_full_malformed", "_previous", "_scrapes", "_session", "_target")
 
     def __init__(
         self,
@@ -181,6 +187,9 @@ class HttpSource:
         self._labels = make({"job": job, "instance": _instance_of(url), **dict(labels)})
         self._scrapes = 0
         self._last_full_malformed = 0
+        # The last parse per mode (selective or whole): its keys are known valid, which makes
+        # the next parse of an unchanged series set a byte split instead of a regex match.
+        self._previous: dict[bool, Exposition] = {}
 
     @property
     def target(self) -> HttpTarget:
@@ -241,10 +250,14 @@ class HttpSource:
         validate = target.wanted is not None and self._scrapes % VALIDATE_EVERY == 0
         self._scrapes += 1
         wanted = None if validate else target.wanted
+        previous = self._previous.get(wanted is None)
         if len(body) > PARSE_INLINE_MAX_BYTES:
-            exposition = await asyncio.to_thread(parse, body, wanted, openmetrics=openmetrics)
+            exposition = await asyncio.to_thread(
+                parse, body, wanted, openmetrics=openmetrics, previous=previous
+            )
         else:
-            exposition = parse(body, wanted, openmetrics=openmetrics)
+            exposition = parse(body, wanted, openmetrics=openmetrics, previous=previous)
+        self._previous[wanted is None] = exposition
         if target.sample_limit and exposition.samples_total > target.sample_limit:
             raise ScrapeError(
                 url,

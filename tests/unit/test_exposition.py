@@ -586,3 +586,79 @@ def test_accept_header_preference_order() -> None:
         ("*/*", None),
     ]
     assert len({q for q, _, _ in ranked}) == 4
+
+
+# --- A later scrape of the same target (``previous``) ---------------------------------------------
+
+_EARLIER = b'# TYPE a gauge\na{x="1"} 1\na{x="2"} 2\nb 3\n'
+LATER_SCRAPES = {
+    "unchanged": b'# TYPE a gauge\na{x="1"} 5\na{x="2"} 6\nb 7\n',
+    "new series": b'a{x="1"} 5\na{x="3"} 6\nb 7\n',
+    "new malformed series": b'a{x="1"} 5\na{x=3} 6\nb 7\n',
+    "timestamp": b'a{x="1"} 5 1000\na{x="2"} 6\nb 7\n',
+    "timestamp on a bare name": b"b 7 1000\n",
+    "two spaces": b'a{x="1"}  5\nb 7\n',
+    "tab": b'a{x="1"}\t5\nb 7\n',
+    "CRLF": b'a{x="1"} 5\r\nb 7\r\n',
+    "leading blank": b'a{x="1"} 5\n b 7\n',
+    "blank line": b'a{x="1"} 5\n\nb 7\n',
+    "underscore in value": b'a{x="1"} 1_0\nb 7\n',
+    "blank value": b'a{x="1"} \nb 7\n',
+    "duplicate": b'a{x="1"} 5\na{x="1"} 6\n',
+    "overflow": b'a{x="1"} 1e400\nb -Inf\n',
+    "+nan": b'a{x="1"} +nan\nb NaN\n',
+    "infinity": b'a{x="1"} -infinity\nb +Inf\n',
+    "no final newline": b'a{x="1"} 5\nb 7',
+    "space in a label value": b'a{x="1 2"} 5\nb 7\n',
+    "non-UTF-8 label value": b'a{x="\xff"} 5\nb 7\n',
+    "empty": b"",
+    "comments only": b"# HELP a x\n",
+}
+
+
+@pytest.mark.parametrize("later", LATER_SCRAPES.values(), ids=LATER_SCRAPES.keys())
+@pytest.mark.parametrize("wanted", [None, frozenset({b"a"})], ids=["whole", "selective"])
+def test_previous_result_never_changes_the_result(later: bytes, wanted: frozenset[bytes] | None):
+    from kpimon.sources import exposition
+
+    previous = parse(_EARLIER, wanted)
+    got = parse(later, wanted, previous=previous)
+    exact = exposition._exact(later, wanted, False)
+    assert got.keys == exact.keys
+    assert same_floats(got.values, exact.values)
+    assert (got.samples_total, got.malformed_total, got.issues) == (
+        exact.samples_total,
+        exact.malformed_total,
+        exact.issues,
+    )
+    assert (got.timestamps is None) == (exact.timestamps is None)
+
+
+@pytest.mark.parametrize(
+    "later",
+    [b'a{x="1"} 5\n# EOF\n', b'a{x="1"} 5\n# comment\n# EOF\n', b'a{x="1"} 5\n# EOF\nb 1\n# EOF\n'],
+)
+@pytest.mark.parametrize("wanted", [None, frozenset({b"a", b"b"})], ids=["whole", "selective"])
+def test_previous_result_openmetrics(later: bytes, wanted: frozenset[bytes] | None):
+    from kpimon.sources import exposition
+
+    previous = parse(b'a{x="1"} 1\n# EOF\n', wanted, openmetrics=True)
+    got = parse(later, wanted, openmetrics=True, previous=previous)
+    exact = exposition._exact(later, wanted, True)
+    assert got.keys == exact.keys
+    assert same_floats(got.values, exact.values)
+    assert (got.samples_total, got.malformed_total, got.issues) == (
+        exact.samples_total,
+        exact.malformed_total,
+        exact.issues,
+    )
+
+
+def test_previous_result_takes_the_line_split_path():
+    from kpimon.sources import exposition
+
+    for wanted in (None, frozenset({b"a"})):
+        previous = parse(_EARLIER, wanted)
+        for name in ("unchanged", "new series", "no final newline", "infinity"):
+            assert exposition._by_lines(LATER_SCRAPES[name], wanted, False, previous), name
+        assert exposition._by_lines(LATER_SCRAPES["timestamp"], wanted, False, previous) is None

@@ -199,6 +199,12 @@ def test_fast_path_equals_exact_pass(
         fast = parse(payload, wanted, openmetrics=openmetrics)
         exact = exposition._exact(payload, wanted, openmetrics)
         assert identical(fast, exact), (fast, exact)
+        # A later scrape of the same target: the previous result only speeds the parse up.
+        for earlier in (clean, lines):
+            earlier_payload = render(earlier) + (b"# EOF\n" if openmetrics else b"")
+            previous = parse(earlier_payload, wanted, openmetrics=openmetrics)
+            again = parse(payload, wanted, openmetrics=openmetrics, previous=previous)
+            assert identical(again, exact), (again, exact)
 
 
 def go_accepts(token: str) -> bool:
@@ -241,7 +247,9 @@ def go_accepts(token: str) -> bool:
 )
 def test_value_tokens_follow_go(token: str, openmetrics: bool) -> None:
     data = b"m " + token.encode() + b"\n" + (b"# EOF\n" if openmetrics else b"")
+    previous = parse(b"m 1\n" + (b"# EOF\n" if openmetrics else b""), openmetrics=openmetrics)
     exp = parse(data, openmetrics=openmetrics)
+    assert identical(exp, parse(data, openmetrics=openmetrics, previous=previous))
     overflow = go_accepts(token) and math.isinf(float(token)) and "n" not in token.lower()
     if go_accepts(token) and not overflow:
         assert exp.malformed_total == 0, exp.issues
