@@ -8,8 +8,11 @@ history plus the 5-minute lookback). ``evaluate`` computes an expression over th
 :class:`~kpimon.store.Store` at a given time, with Prometheus 2.x semantics.
 
 Modules: ``compile`` (parse, check, plan), ``plan`` (plan nodes), ``evaluate`` (result types and
-the walk), ``select`` (selectors, lookback, windows), ``functions`` (rate & co.), ``ops``
-(operators, matching, aggregation), ``tables`` (label tables cached per series-set change).
+the walk), ``select`` (selectors, lookback, windows), ``functions`` and ``overtime`` (range
+functions), ``instant`` (functions of instant vectors and scalars), ``ops`` (operators, matching,
+sum/avg/min/max/count), ``gomath`` (Go's ``^`` and ``atan2``), ``subquery`` (subquery steps and
+their range vectors), ``aggregations`` (the other aggregations), ``tables`` (label tables cached
+per series-set change).
 
 This package never does I/O and never awaits.
 """

@@ -15,13 +15,18 @@ module never does I/O and never awaits.
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from kpimon.promql import overtime
+from kpimon.promql import overtime, plan
+from kpimon.promql.instant import absent
+from kpimon.promql.ops import Vec
 from kpimon.promql.select import Match, Window, gather, target_rows
+from kpimon.promql.tables import LabelTable
 from kpimon.store import StoreView
 
 I64 = NDArray[np.int64]
@@ -32,9 +37,21 @@ _FAST = frozenset({"rate", "increase", "irate", "count_over_time"})
 
 
 def apply(
-    func: str, view: StoreView, m: Match, lo_ms: int, hi_ms: int, range_ms: int
+    func: str,
+    view: StoreView,
+    m: Match,
+    lo_ms: int,
+    hi_ms: int,
+    range_ms: int,
+    *,
+    param: float | None = None,
+    t_ms: int | None = None,
 ) -> tuple[Mask, F64]:
-    """``func`` over the window [lo_ms, hi_ms] of every matched series: (has a result, value)."""
+    """``func`` over the window [lo_ms, hi_ms] of every matched series: (has a result, value).
+
+    ``param`` is the scalar argument of ``quantile_over_time`` and ``predict_linear``; ``t_ms``
+    the evaluation time (``predict_linear`` predicts from it; default ``hi_ms``).
+    """
     k = m.cols.size
     ok = np.zeros(k, dtype=bool)
     out = np.zeros(k)
@@ -58,8 +75,27 @@ def apply(
     if idx.size:
         w = gather(view, m.cols[idx], m.slots, m.slot_of[idx], lo_ms, hi_ms)
         with np.errstate(all="ignore"):  # NaN and Inf are values like any other here
-            ok[idx], out[idx] = _general(func, w, lo_ms, hi_ms, range_ms)
+            ok[idx], out[idx] = window_apply(
+                func, w, lo_ms, hi_ms, range_ms, param=param, t_ms=hi_ms if t_ms is None else t_ms
+            )
     return ok, out
+
+
+def window_apply(
+    func: str,
+    w: Window,
+    lo_ms: int,
+    hi_ms: int,
+    range_ms: int,
+    *,
+    param: float | None = None,
+    t_ms: int = 0,
+) -> tuple[Mask, F64]:
+    """``func`` over a gathered window (any :class:`~kpimon.promql.select.Window`)."""
+    if func in _MORE:
+        with np.errstate(all="ignore"):
+            return _more(func, compact(w), w, lo_ms, hi_ms, range_ms, param, t_ms)
+    return _general(func, w, lo_ms, hi_ms, range_ms)
 
 
 def _fast(
@@ -222,8 +258,9 @@ def _extrapolate(
     range_ms: int,
     *,
     is_rate: bool,
+    is_counter: bool = True,
 ) -> tuple[F64, Mask]:
-    """Prometheus' extrapolatedRate for counters, given last - first + resets (``result``)."""
+    """Prometheus' extrapolatedRate, given last - first (+ resets for counters) (``result``)."""
     has = n >= 2
     with np.errstate(divide="ignore", invalid="ignore"):
         to_start = (first_ms - lo_ms).astype(np.float64) / 1000
@@ -232,7 +269,7 @@ def _extrapolate(
         average = sampled / (n - 1).astype(np.float64)
         # Counters cannot go below zero: do not extrapolate the start past the zero point.
         to_zero = sampled * (first / result)
-        limit = (result > 0) & (first >= 0) & (to_zero < to_start)
+        limit = (result > 0) & (first >= 0) & (to_zero < to_start) & is_counter
         to_start = np.where(limit, to_zero, to_start)
         threshold = average * 1.1
         interval = sampled + np.where(to_start < threshold, to_start, average / 2)
@@ -301,3 +338,209 @@ def _go_seconds(ms: int) -> float:
     """Go's time.Duration.Seconds() for a whole number of milliseconds."""
     whole, rest = divmod(ms, 1000)
     return float(whole) + float(rest * 1_000_000) / 1e9
+
+
+# --- the other range functions: over each series' samples packed to the top of the window ---
+
+_MORE = frozenset(
+    {
+        "absent_over_time",
+        "changes",
+        "delta",
+        "deriv",
+        "idelta",
+        "last_over_time",
+        "predict_linear",
+        "present_over_time",
+        "quantile_over_time",
+        "resets",
+        "stddev_over_time",
+        "stdvar_over_time",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Packed:
+    """A window's samples packed per series: ``v[i, j]`` is series j's i-th sample (oldest
+    first) at ``t[i, j]`` ms, for ``i < n[j]``; the cells below are meaningless."""
+
+    v: F64
+    t: I64
+    n: I64
+
+    def valid(self, i: int) -> Mask:
+        """Which series have an ``i``-th sample."""
+        out: Mask = self.n > i
+        return out
+
+    def last(self, back: int = 1) -> F64:
+        """Each series' ``back``-th newest value (where it has that many)."""
+        if not self.v.shape[0]:
+            return np.zeros(self.n.size)
+        row = np.maximum(self.n - back, 0)
+        out: F64 = self.v[row, np.arange(self.n.size)]
+        return out
+
+
+def compact(w: Window) -> Packed:
+    """The samples of ``w`` (staleness markers and padding left out) packed to the top."""
+    real = w.real & w.inside
+    depth, k = real.shape
+    n = real.sum(axis=0).astype(np.int64)
+    if bool(real.all()):
+        rows: I64 = np.broadcast_to(np.arange(depth)[:, None], (depth, k))
+        v = w.v
+    else:
+        rows = np.argsort(~real, axis=0, kind="stable")
+        v = np.take_along_axis(w.v, rows, axis=0)
+    t = np.empty((depth, k), dtype=np.int64)
+    for i in range(depth):
+        t[i] = w.times_at(np.ascontiguousarray(rows[i]))
+    return Packed(v=np.asarray(v, dtype=np.float64), t=t, n=n)
+
+
+def _more(
+    func: str,
+    p: Packed,
+    w: Window,
+    lo_ms: int,
+    hi_ms: int,
+    range_ms: int,
+    param: float | None,
+    t_ms: int,
+) -> tuple[Mask, F64]:
+    depth, k = p.v.shape
+    has = p.n > 0
+    if func in ("present_over_time", "absent_over_time"):
+        return has, np.ones(k)
+    if func == "last_over_time":
+        return has, p.last()
+    if func in ("changes", "resets"):
+        cur, prev = p.v[1:], p.v[:-1]
+        valid = np.arange(1, depth)[:, None] < p.n[None, :]
+        same_nan = np.isnan(cur) & np.isnan(prev)
+        hit = ((cur != prev) & ~same_nan) if func == "changes" else cur < prev
+        return has, (hit & valid).sum(axis=0).astype(np.float64)
+    two = p.n >= 2
+    if func == "idelta":
+        return two, np.where(two, p.last(1) - p.last(2), 0.0)
+    if func == "delta":
+        cols = np.arange(k)
+        last_i = np.maximum(p.n - 1, 0)
+        first = p.v[0] if depth else np.zeros(k)
+        val, _ = _extrapolate(
+            p.last() - first,
+            first,
+            p.t[0] if depth else np.zeros(k, np.int64),
+            p.t[last_i, cols] if depth else np.zeros(k, np.int64),
+            p.n,
+            lo_ms,
+            hi_ms,
+            range_ms,
+            is_rate=False,
+            is_counter=False,
+        )
+        return two, np.where(two, val, 0.0)
+    if func in ("deriv", "predict_linear"):
+        at = p.t[0] if func == "deriv" and depth else np.full(k, t_ms, dtype=np.int64)
+        slope, intercept = _regression(p, at)
+        if func == "deriv":
+            return two, np.where(two, slope, 0.0)
+        assert param is not None
+        return two, np.where(two, slope * param + intercept, 0.0)
+    if func == "quantile_over_time":
+        assert param is not None
+        return has, _quantile_over_time(param, p)
+    # stddev_over_time, stdvar_over_time
+    var = _variance_over_time(p)
+    return has, np.sqrt(var) if func == "stddev_over_time" else var
+
+
+def _regression(p: Packed, at_ms: I64) -> tuple[F64, F64]:
+    """Prometheus' linearRegression: Kahan-summed least squares, x in seconds from ``at_ms``."""
+    depth, k = p.v.shape
+    zeros = [np.zeros(k) for _ in range(8)]
+    const = np.ones(k, dtype=bool)
+    every = bool(np.all(p.n == depth))  # no series short of samples: no masking
+    for i in range(depth):
+        ok = p.valid(i)
+        y = p.v[i]
+        x = (p.t[i] - at_ms).astype(np.float64) / 1e3
+        if i:
+            const &= (y == p.v[0]) if every else (~ok | (y == p.v[0]))
+        for acc, comp, inc in ((0, 1, x), (2, 3, y), (4, 5, x * y), (6, 7, x * x)):
+            t, c = _kahan_step(zeros[acc], zeros[comp], inc)
+            if every:
+                zeros[acc], zeros[comp] = t, c
+            else:
+                zeros[acc] = np.where(ok, t, zeros[acc])
+                zeros[comp] = np.where(ok, c, zeros[comp])
+    sx, cx, sy, cy, sxy, cxy, sx2, cx2 = zeros
+    n = p.n.astype(np.float64)
+    sx, sy, sxy, sx2 = sx + cx, sy + cy, sxy + cxy, sx2 + cx2
+    cov = sxy - sx * sy / n
+    var = sx2 - sx * sx / n
+    slope = cov / var
+    intercept = sy / n - slope * sx / n
+    first = p.v[0] if depth else np.zeros(k)
+    inf = np.isinf(first)
+    slope = np.where(const, np.where(inf, np.nan, 0.0), slope)
+    intercept = np.where(const, np.where(inf, np.nan, first), intercept)
+    return slope, intercept
+
+
+def _quantile_over_time(q: float, p: Packed) -> F64:
+    """Prometheus' quantile over each window's values: sorted with NaN first, interpolated."""
+    depth, k = p.v.shape
+    if math.isnan(q):
+        return np.full(k, math.nan)
+    if q < 0:
+        return np.full(k, -math.inf)
+    if q > 1:
+        return np.full(k, math.inf)
+    if not depth:
+        return np.zeros(k)
+    outside = np.arange(depth)[:, None] >= p.n[None, :]
+    nan = np.isnan(p.v)
+    order = np.lexsort((np.where(nan, 0.0, p.v), ~nan, outside), axis=0)
+    v = np.take_along_axis(p.v, order, axis=0)
+    n = p.n.astype(np.float64)
+    rank = q * (n - 1)
+    lower = np.maximum(0.0, np.floor(rank))
+    upper = np.minimum(n - 1, lower + 1)
+    weight = rank - np.floor(rank)
+    cols = np.arange(k)
+    lo = v[np.maximum(lower, 0).astype(np.int64), cols]
+    hi = v[np.maximum(upper, 0).astype(np.int64), cols]
+    out: F64 = lo * (1 - weight) + hi * weight
+    return out
+
+
+def _variance_over_time(p: Packed) -> F64:
+    """Prometheus' stdvar_over_time: Welford's updates with Kahan-compensated sums."""
+    depth, k = p.v.shape
+    mean, c_mean, aux, c_aux = (np.zeros(k) for _ in range(4))
+    every = bool(np.all(p.n == depth))  # no series short of samples: no masking
+    for i in range(depth):
+        x = p.v[i]
+        delta = x - (mean + c_mean)
+        m, cm = _kahan_step(mean, c_mean, delta / float(i + 1))
+        a, ca = _kahan_step(aux, c_aux, delta * (x - (m + cm)))
+        if every:
+            mean, c_mean, aux, c_aux = m, cm, a, ca
+            continue
+        ok = p.valid(i)
+        mean, c_mean = np.where(ok, m, mean), np.where(ok, cm, c_mean)
+        aux, c_aux = np.where(ok, a, aux), np.where(ok, ca, c_aux)
+    out: F64 = (aux + c_aux) / p.n.astype(np.float64)
+    return out
+
+
+def absent_over_time(node: plan.RangeCall, store: Any, *, present: bool) -> Vec:
+    """``absent_over_time``'s result: 1 with the selector's labels when no series has a sample."""
+    memo = plan.memo(node, store)
+    table = memo.get("absent_table")
+    if table is None:
+        table = memo["absent_table"] = LabelTable([node.absent])
+    return absent(table, present=present)

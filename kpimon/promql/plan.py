@@ -17,19 +17,85 @@ from kpimon.labels import Labels
 
 MatchOp = Literal["=", "!=", "=~", "!~"]
 
-ARITHMETIC = frozenset({"+", "-", "*", "/", "%", "^"})
+ARITHMETIC = frozenset({"+", "-", "*", "/", "%", "^", "atan2"})
 COMPARISON = frozenset({"==", "!=", ">", "<", ">=", "<="})
+SET_OPERATORS = frozenset({"and", "or", "unless"})
+DROPS_NAME = frozenset({"+", "-", "*", "/", "%", "^"})
+"""Operators whose result loses ``__name__`` (Prometheus' shouldDropMetricName: not atan2)."""
+Cardinality = Literal["one-to-one", "many-to-one", "one-to-many", "many-to-many"]
+At = int | Literal["start", "end"]
+"""An ``@`` modifier: a Unix time in milliseconds, or ``start()`` / ``end()``."""
 RANGE_FUNCTIONS = (
+    "absent_over_time",
     "avg_over_time",
+    "changes",
     "count_over_time",
+    "delta",
+    "deriv",
+    "idelta",
     "increase",
     "irate",
+    "last_over_time",
     "max_over_time",
     "min_over_time",
+    "predict_linear",
+    "present_over_time",
+    "quantile_over_time",
     "rate",
+    "resets",
+    "stddev_over_time",
+    "stdvar_over_time",
     "sum_over_time",
 )
-AGGREGATIONS = ("avg", "count", "max", "min", "sum")
+"""Functions of a range vector (``quantile_over_time``, ``predict_linear`` also take a scalar)."""
+INSTANT_FUNCTIONS = (
+    "abs",
+    "absent",
+    "ceil",
+    "clamp",
+    "clamp_max",
+    "clamp_min",
+    "day_of_month",
+    "day_of_week",
+    "day_of_year",
+    "days_in_month",
+    "exp",
+    "floor",
+    "histogram_quantile",
+    "hour",
+    "label_join",
+    "label_replace",
+    "ln",
+    "log10",
+    "log2",
+    "minute",
+    "month",
+    "round",
+    "scalar",
+    "sgn",
+    "sort",
+    "sort_desc",
+    "sqrt",
+    "time",
+    "timestamp",
+    "vector",
+    "year",
+)
+"""Functions of instant vectors and scalars (see :mod:`kpimon.promql.instant`)."""
+AGGREGATIONS = (
+    "avg",
+    "bottomk",
+    "count",
+    "count_values",
+    "group",
+    "max",
+    "min",
+    "quantile",
+    "stddev",
+    "stdvar",
+    "sum",
+    "topk",
+)
 
 
 def _memo() -> weakref.WeakKeyDictionary[Any, Any]:
@@ -81,12 +147,14 @@ class Selector:
     """An instant vector selector (or the inside of a range selector).
 
     ``name`` is the fixed metric name when there is one (then no ``__name__`` matcher is in
-    ``matchers``); ``offset_ms`` is the ``offset`` modifier.
+    ``matchers``); ``offset_ms`` is the ``offset`` modifier (negative for ``offset -5m``) and
+    ``at`` the ``@`` modifier.
     """
 
     name: str | None
     matchers: tuple[Matcher, ...]
     offset_ms: int
+    at: At | None = None
     memo: weakref.WeakKeyDictionary[Any, Any] = field(
         default_factory=_memo, compare=False, repr=False
     )
@@ -99,6 +167,8 @@ class RangeCall:
     func: str
     selector: Selector
     range_ms: int
+    param: Node | None = None  # quantile_over_time's quantile, predict_linear's seconds ahead
+    absent: Labels = ()  # absent_over_time's result labels (from the selector's = matchers)
     memo: weakref.WeakKeyDictionary[Any, Any] = field(
         default_factory=_memo, compare=False, repr=False
     )
@@ -112,6 +182,8 @@ class Aggregate:
     without: bool
     labels: tuple[str, ...]
     expr: Node
+    param: Node | None = None  # topk/bottomk's k, quantile's phi
+    value_label: str = ""  # count_values' label name
     memo: weakref.WeakKeyDictionary[Any, Any] = field(
         default_factory=_memo, compare=False, repr=False
     )
@@ -133,7 +205,9 @@ class Binary:
     """A binary arithmetic or comparison operation.
 
     ``on`` tells whether ``matching`` lists the labels to match on (``on(...)``) or the labels to
-    ignore (``ignoring(...)``, or nothing); it matters only between two vectors.
+    ignore (``ignoring(...)``, or nothing); it matters only between two vectors, as do ``card``
+    (``group_left`` is many-to-one, ``group_right`` one-to-many, set operators many-to-many)
+    and ``include``, the labels ``group_left(...)``/``group_right(...)`` copy from the "one" side.
     """
 
     op: str
@@ -144,6 +218,8 @@ class Binary:
     return_bool: bool
     on: bool
     matching: tuple[str, ...]
+    card: Cardinality = "one-to-one"
+    include: tuple[str, ...] = ()
     memo: weakref.WeakKeyDictionary[Any, Any] = field(
         default_factory=_memo, compare=False, repr=False
     )
@@ -154,7 +230,56 @@ class Binary:
         return self.lhs_scalar and self.rhs_scalar
 
 
-Node = Number | Selector | RangeCall | Aggregate | Negate | Binary
+@dataclass(frozen=True, slots=True)
+class Call:
+    """A function of instant vectors and scalars, e.g. ``abs(x)``, ``clamp(x, 0, 1)``, ``time()``.
+
+    ``args`` are the evaluated arguments in order (string arguments left out), ``strings`` the
+    string arguments in order (``label_replace``, ``label_join``); ``absent`` the labels
+    ``absent()`` gives its result (derived from the argument's ``=`` matchers).
+    """
+
+    func: str
+    args: tuple[Node, ...]
+    strings: tuple[str, ...]
+    scalar: bool
+    absent: Labels = ()
+    memo: weakref.WeakKeyDictionary[Any, Any] = field(
+        default_factory=_memo, compare=False, repr=False
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Subquery:
+    """``expr[range:step]`` with its ``offset`` and ``@``: ``expr`` evaluated at every multiple of
+    ``step_ms`` (None: the evaluation interval) in the range, as a range vector."""
+
+    expr: Node
+    range_ms: int
+    step_ms: int | None
+    offset_ms: int
+    at: At | None = None
+    memo: weakref.WeakKeyDictionary[Any, Any] = field(
+        default_factory=_memo, compare=False, repr=False
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SubqueryCall:
+    """A range-vector function applied to a subquery, e.g. ``max_over_time(rate(x[5m])[1h:1m])``.
+
+    ``param`` is the scalar argument of ``quantile_over_time`` and ``predict_linear``.
+    """
+
+    func: str
+    subquery: Subquery
+    param: Node | None = None
+    memo: weakref.WeakKeyDictionary[Any, Any] = field(
+        default_factory=_memo, compare=False, repr=False
+    )
+
+
+Node = Number | Selector | RangeCall | Aggregate | Negate | Binary | Call | SubqueryCall
 
 
 def is_scalar(node: Node) -> bool:
@@ -165,10 +290,15 @@ def is_scalar(node: Node) -> bool:
         return node.scalar
     if isinstance(node, Binary):
         return node.scalar
+    if isinstance(node, Call):
+        return node.scalar
     return False
 
 
-def memo(node: Selector | RangeCall | Aggregate | Negate | Binary, store: Any) -> dict[str, Any]:
+def memo(
+    node: Selector | RangeCall | Aggregate | Negate | Binary | Call | Subquery | SubqueryCall,
+    store: Any,
+) -> dict[str, Any]:
     """The scratch space of ``node`` for ``store`` (created on first use)."""
     out: dict[str, Any] | None = node.memo.get(store)
     if out is None:

@@ -101,6 +101,35 @@ def match(sel: plan.Selector, store: Store) -> Match:
     return result
 
 
+def reference_ms(
+    at: plan.At | None, offset_ms: int, now_ms: int, root_ms: int, at_shift_ms: int = 0
+) -> int:
+    """The time a selector reads at: the evaluation time ``now_ms`` or its ``@`` time (for
+    ``start()``/``end()``, the query's time ``root_ms``), less the offset.
+
+    ``at_shift_ms`` moves ``@`` times as Prometheus does in some subqueries (see
+    :func:`kpimon.promql.subquery.grid`).
+    """
+    if at is None:
+        return now_ms - offset_ms
+    return (root_ms if isinstance(at, str) else at) + at_shift_ms - offset_ms
+
+
+def timestamp_read(sel: plan.Selector, now_ms: int, root_ms: int) -> tuple[int, int]:
+    """(time, lookback) at which ``timestamp(sel)`` reads (lookback < 0: nothing to read).
+
+    Prometheus 2.42 special-cases ``timestamp`` of a selector with ``@ T``: it reads at ``T``,
+    ignoring the offset, but only the samples of ``[T - offset - 5m, T - offset]`` were loaded.
+    """
+    if sel.at is None:
+        return now_ms - sel.offset_ms, LOOKBACK_MS
+    at = reference_ms(sel.at, 0, now_ms, root_ms)
+    return min(at, at - sel.offset_ms), LOOKBACK_MS - abs(sel.offset_ms)
+
+
+LOOKBACK_MS = 300_000
+
+
 def _memoised(matcher: plan.Matcher) -> Callable[[Labels], bool]:
     """``matcher.matches_labels`` running each regex once per distinct label value."""
     seen: dict[str, bool] = {}
@@ -230,3 +259,49 @@ def _span(cols: I64) -> slice | None:
     if contiguous and (cols.size == 1 or bool(np.all(np.diff(cols) == 1))):
         return slice(int(cols[0]), int(cols[-1]) + 1)
     return None
+
+
+def instant_steps(view: StoreView, m: Match, refs_ms: I64, lookback_ms: int) -> tuple[Mask, F64]:
+    """:func:`instant` at several times at once (a subquery's steps): ``[steps, series]``.
+
+    One gather of the rows covering every step's lookback, then per step and series the newest
+    row with a sample (staleness markers included: a marker hides the series) at or before the
+    step, found with a running maximum over the rows: no per-step read of the store.
+    """
+    n, k = refs_ms.size, m.cols.size
+    if not n or not k:
+        return np.zeros((n, k), dtype=bool), np.zeros((n, k))
+    w = gather(
+        view, m.cols, m.slots, m.slot_of, int(refs_ms.min()) - lookback_ms, int(refs_ms.max())
+    )
+    depth = w.v.shape[0]
+    if not depth:
+        return np.zeros((n, k), dtype=bool), np.zeros((n, k))
+    # Row times per target (the series of one target share them); padding never matches.
+    first_of_slot = np.searchsorted(m.slot_of, np.arange(m.slots.size))
+    ring_rows = (w.first_row[first_of_slot][None, :] + np.arange(depth)[:, None]) % w.times.shape[1]
+    slot_times = w.times[np.arange(m.slots.size)[None, :], ring_rows]  # [depth, slots]
+    slot_times[~w.inside[:, first_of_slot]] = np.iinfo(np.int64).max
+    sample = w.inside & (w.v.view(np.int64) != ABSENT_BITS)
+    # The newest row with a sample, so far: the row itself where every row has one (the usual
+    # case), else a running maximum over the series with gaps only.
+    newest = np.broadcast_to(np.arange(depth, dtype=np.int64)[:, None], (depth, k))
+    gappy = np.flatnonzero(~sample.all(axis=0))
+    if gappy.size:
+        newest = np.array(newest)
+        marks = np.where(sample[:, gappy], newest[:, gappy], -1)
+        newest[:, gappy] = np.maximum.accumulate(marks, axis=0)
+    upto = np.empty((n, m.slots.size), dtype=np.int64)
+    for g in range(m.slots.size):
+        upto[:, g] = np.searchsorted(slot_times[:, g], refs_ms, side="right") - 1
+    row = upto[:, m.slot_of]  # [steps, series]: the last row at or before each step
+    cols = np.arange(k)
+    at = np.where(row >= 0, newest[np.maximum(row, 0), cols], -1)
+    safe = np.maximum(at, 0)
+    values = w.v[safe, cols]
+    ok = (
+        (at >= 0)
+        & (slot_times[safe, m.slot_of] >= (refs_ms - lookback_ms)[:, None])
+        & (values.view(np.int64) != STALE_BITS)
+    )
+    return ok, np.array(values, dtype=np.float64)

@@ -7,13 +7,20 @@
 - :func:`promtool_file` writes kpimon's answers as ``promql_expr_test`` expectations, and
   :func:`run_promtool` runs Debian's ``promtool test rules`` once over several such files and
   splits its report per file and per failing expression.
+- :func:`differential` does all of that for many cases at once and judges each one
+  (:class:`Verdict`): it asks kpimon (:func:`answer`, which also notes refusals and crashes),
+  writes one promtool file per case (:func:`case_file`: NaN-proof expectations, and a sentinel
+  sample when kpimon failed so that only a promtool error can agree), runs promtool once and
+  reads its report per case.
 """
 
 from __future__ import annotations
 
 import math
+import random
 import re
 import subprocess
+import traceback
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,10 +146,18 @@ def load(case: Case, until_ms: int | None = None, store: Store | None = None) ->
 
 @dataclass(frozen=True)
 class Result:
-    """kpimon's answer to a case: samples (labels, value) or an error message."""
+    """kpimon's answer to a case: samples (labels, value) or an error message.
+
+    ``scalar`` tells a scalar result (one sample, no labels) from a vector; ``refused`` is
+    compile_expr's message for an expression kpimon does not support; ``crash`` the traceback
+    of an exception other than an evaluation error (a kpimon bug).
+    """
 
     samples: tuple[tuple[Labels, float], ...] = ()
     error: str | None = None
+    scalar: bool = False
+    refused: str | None = None
+    crash: str | None = None
 
 
 def run_kpimon(case: Case, *, live: bool = True) -> Result:
@@ -159,7 +174,7 @@ def run_kpimon(case: Case, *, live: bool = True) -> Result:
     except EvaluationError as exc:
         return Result(error=str(exc))
     if isinstance(res, Scalar):
-        return Result(samples=(((), res.value),))
+        return Result(samples=(((), res.value),), scalar=True)
     assert isinstance(res, Vector)
     return Result(samples=tuple(zip(res.labels, res.values.tolist(), strict=True)))
 
@@ -176,7 +191,10 @@ def promtool_file(path: Path, cases: Iterable[tuple[Case, Result]]) -> None:
             {
                 "interval": case.interval,
                 "input_series": [{"series": s, "values": v} for s, v in case.series],
-                "promql_expr_test": [{"expr": case.expr, "eval_time": case.at, "exp_samples": exp}],
+                "promql_expr_test": [
+                    {"expr": case.expr, "eval_time": case.at, "exp_samples": exp},
+                    load_everything(case),
+                ],
             }
         )
     doc = {"rule_files": [], "evaluation_interval": "1m", "tests": groups}
@@ -195,18 +213,32 @@ class FileReport:
 _FAILURE = re.compile(r'^\s+expr: (".*"), time: (\S+?),(?: err: (.*))?$', re.M)
 
 
-def run_promtool(files: Sequence[Path]) -> dict[Path, FileReport]:
-    """Run ``promtool test rules`` once over ``files``; its report per file."""
+def run_promtool(files: Sequence[Path], jobs: int = 1) -> dict[Path, FileReport]:
+    """Run ``promtool test rules`` over ``files``; its report per file.
+
+    ``jobs`` > 1 splits the files between that many promtool processes run side by side
+    (promtool tests one file after the other, on one core).
+    """
     exe = binary("promtool")
-    proc = subprocess.run(  # one pipe for both streams keeps the report in order
-        [exe, "test", "rules", *map(str, files)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    text = proc.stdout
+    chunks = [list(files[i::jobs]) for i in range(max(1, jobs))]
+    procs = [
+        subprocess.Popen(  # one pipe for both streams keeps the report in order
+            [exe, "test", "rules", *map(str, chunk)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for chunk in chunks
+        if chunk
+    ]
+    reports: dict[Path, FileReport] = {}
+    for proc, chunk in zip(procs, [c for c in chunks if c], strict=True):
+        text, _ = proc.communicate(timeout=600)
+        reports |= _reports(text, chunk)
+    return reports
+
+
+def _reports(text: str, files: Sequence[Path]) -> dict[Path, FileReport]:
     sections = re.split(r"^Unit Testing:\s+", text, flags=re.M)[1:]
     reports: dict[Path, FileReport] = {}
     for section, path in zip(sections, files, strict=True):
@@ -218,6 +250,270 @@ def run_promtool(files: Sequence[Path]) -> dict[Path, FileReport]:
         ]
         reports[path] = FileReport(passed="SUCCESS" in body, failures=failures, text=body)
     return reports
+
+
+def reads_future(case: Case) -> bool:
+    """Does the expression read samples after the evaluation time (``@``, negative offset)?"""
+    return "@" in case.expr or re.search(r"\boffset\s*-", case.expr) is not None
+
+
+def answer(case: Case, *, live: bool = False) -> Result:
+    """kpimon's answer, never raising: refusals and crashes are part of the :class:`Result`.
+
+    By default every sample is fed (as promtool, given :func:`load_everything`, has them all);
+    ``live`` feeds samples only up to the eval time, as the daemon has them.
+    """
+    from kpimon.errors import PromQLError
+
+    try:
+        compile_expr(case.expr)
+    except PromQLError as exc:
+        return Result(refused=str(exc))
+    try:
+        return run_kpimon(case, live=live)
+    except Exception:  # any other exception is a kpimon bug to report, not a harness failure
+        return Result(crash=traceback.format_exc(limit=-3))
+
+
+def load_everything(case: Case) -> dict[str, object]:
+    """A passing promtool test whose only purpose is to make promtool load every sample.
+
+    promtool 2.42 loads input samples lazily, only up to the last multiple of
+    ``evaluation_interval`` (1m here) not after the group's latest ``eval_time``: without this,
+    ``x`` at 4m46s over 15s samples would see nothing after 4m, and ``x @ 600`` nothing at 600.
+    """
+    steps = max((len(v) for v in case.expanded), default=1)
+    last_ms = max((steps - 1) * case.interval_ms, case.at_ms)
+    until = -(-last_ms // 60_000) * 60_000
+    return {
+        "expr": "vector(0)",
+        "eval_time": go_duration(until),
+        "exp_samples": [{"labels": "{}", "value": 0}],
+    }
+
+
+def _bits(result: Result) -> set[tuple[Labels, str]]:
+    return {(lab, "NaN" if math.isnan(v) else v.hex()) for lab, v in result.samples}
+
+
+def order_sensitive(case: Case, result: Result, seed: int = 0) -> bool:
+    """Does kpimon's answer change (in any bit) when the input series come in another order?
+
+    promtool loads series in random order, and Prometheus sums in that order: such a case
+    cannot be compared bit for bit.
+    """
+    if result.error or result.refused or result.crash or not result.samples:
+        return False
+    orders = [list(reversed(case.series)), list(case.series)]
+    random.Random(seed).shuffle(orders[1])
+    for order in orders:
+        other = answer(Case(order, case.expr, case.at, case.interval, case.note))
+        if _bits(other) != _bits(result) or other.error != result.error:
+            return True
+    return False
+
+
+ERROR_SENTINEL = (("kpimon_error", "1"),)
+"""Expected when kpimon failed: no real answer has this label, so only a promtool error agrees."""
+
+
+def exact_tests(case: Case, result: Result) -> list[dict[str, object]]:
+    """``promql_expr_test`` entries checking ``result`` bit for bit, NaN and -0 included.
+
+    promtool 2.42 compares values with Go's ``==``, so NaN never matches and -0 matches 0.
+    A result with NaN is checked twice instead: ``(E) >= -Inf`` (every sample but the NaN ones,
+    values exact) and ``label_replace(E, ...) >= bool -Inf`` (each sample's labels, with the
+    name moved to a label, and 1, or 0 for NaN); a NaN scalar as ``(E) >= bool -Inf`` giving 0.
+    A result with a zero also gets ``1 / ...`` checked, which tells -0 (-Inf) from 0 (+Inf).
+    """
+
+    def test(expr: str, samples: Iterable[tuple[Labels, float]]) -> dict[str, object]:
+        exp = [{"labels": format_labels(lab) if lab else "{}", "value": v} for lab, v in samples]
+        return {"expr": expr, "eval_time": case.at, "exp_samples": exp}
+
+    if result.error is not None or result.crash is not None or result.refused is not None:
+        return [test(case.expr, [(ERROR_SENTINEL, 0.0)])]
+    expr, samples = case.expr, result.samples
+    renamed = f'label_replace({expr}, "{NAME_LABEL}", "$1", "__name__", "(.+)")'
+    real = [(lab, v) for lab, v in samples if not math.isnan(v)]
+    tests = []
+    if len(real) == len(samples):
+        tests.append(test(expr, samples))
+    elif result.scalar:
+        tests.append(test(f"({expr}) >= bool -Inf", [((), 0.0)]))
+    else:
+        tests.append(test(f"({expr}) >= -Inf", real))
+        flags = [(_renamed(lab), 0.0 if math.isnan(v) else 1.0) for lab, v in samples]
+        tests.append(test(f"{renamed} >= bool -Inf", flags))
+    if any(v == 0 for _, v in real):
+        if result.scalar:
+            tests.append(test(f"1 / ({expr})", [((), _div(1.0, samples[0][1]))]))
+        else:
+            inverse = [(_renamed(lab), _div(1.0, v)) for lab, v in real]
+            tests.append(test(f"(1 / {renamed}) >= -Inf", inverse))
+    return tests
+
+
+def _renamed(labels: Labels) -> Labels:
+    """``labels`` with the metric name moved to NAME_LABEL (as the checks' label_replace does)."""
+    moved = [(NAME_LABEL if k == "__name__" else k, v) for k, v in labels]
+    return tuple(sorted(moved))
+
+
+NAME_LABEL = "kpimon_name"
+"""Holds the metric name in the NaN and -0 checks (a label no case uses)."""
+
+
+def case_file(path: Path, case: Case, result: Result) -> int:
+    """Write one promtool test file checking ``result`` for ``case``; the number of tests."""
+    tests = [*exact_tests(case, result), load_everything(case)]
+    group = {
+        "interval": case.interval,
+        "input_series": [{"series": s, "values": v} for s, v in case.series],
+        "promql_expr_test": tests,
+    }
+    doc = {"rule_files": [], "evaluation_interval": "1m", "tests": [group]}
+    path.write_text(yaml.safe_dump(doc, sort_keys=False, width=1000))
+    return len(tests) - 1
+
+
+AGREE, AGREE_ERROR, DISAGREE, LIVE_DIFFERS = "agree", "agree-error", "disagree", "live-differs"
+UNSUPPORTED, ORDER_SENSITIVE, PROMTOOL_REJECTS = (
+    "unsupported",
+    "order-sensitive",
+    "promtool-rejects",
+)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """How one case came out.
+
+    ``kind`` is one of:
+
+    - AGREE: the same samples, bit for bit; AGREE_ERROR: both failed;
+    - DISAGREE: anything else (kpimon crashing included);
+    - LIVE_DIFFERS: kpimon agrees with promtool over the whole history, but answers otherwise
+      when fed only the samples up to the eval time, as the daemon is (its fast paths differ
+      from its general ones);
+    - UNSUPPORTED: kpimon refuses the expression at compile time as unsupported;
+    - ORDER_SENSITIVE: disagrees, but kpimon's own answer depends on the order of the input
+      series, so promtool's random order decides: not comparable bit for bit;
+    - PROMTOOL_REJECTS: promtool cannot parse the expression or the file (a bug of the case
+      or of the harness, not of kpimon).
+    """
+
+    case: Case
+    kind: str
+    result: Result
+    promtool: str  # promtool's report on the case's file
+
+    def describe(self) -> str:
+        """A reproducer: series, expression, time, kpimon's answer and promtool's report."""
+        lines = [
+            f"{self.kind}: {self.case.expr!r} at {self.case.at} (interval {self.case.interval})"
+        ]
+        lines += [f"    {key}: {values}" for key, values in self.case.series]
+        r = self.result
+        if r.refused:
+            lines.append(f"  kpimon refuses: {r.refused}")
+        elif r.crash:
+            lines.append(f"  kpimon crashed: {r.crash.strip().splitlines()[-1]}")
+        elif r.error:
+            lines.append(f"  kpimon error: {r.error}")
+        else:
+            got = ", ".join(f"{format_labels(lab) if lab else '{}'} {v!r}" for lab, v in r.samples)
+            lines.append(f"  kpimon: [{got}]")
+        lines.append(
+            "  promtool:" + "".join(f"\n    {ln}" for ln in self.promtool.strip().splitlines())
+        )
+        return "\n".join(lines)
+
+
+def is_unsupported(refusal: str) -> bool:
+    """Does compile_expr's message refuse a construct (rather than an invalid expression)?"""
+    return "support" in refusal
+
+
+def judge(case: Case, result: Result, report: FileReport | None, tests: int) -> str:
+    """The verdict kind of a case from kpimon's answer and promtool's report on its file."""
+    if report is None or (not report.passed and not report.failures):
+        return PROMTOOL_REJECTS
+    if any("parse error" in ln for ln in report.text.splitlines() if ", err: " in ln):
+        return PROMTOOL_REJECTS
+    if result.refused is not None and is_unsupported(result.refused):
+        return UNSUPPORTED
+    if result.crash is not None:
+        return DISAGREE
+    if result.error is not None or result.refused is not None:
+        errs = [f for f in report.failures if f[2] == "err"]
+        return AGREE_ERROR if len(errs) == len(report.failures) == tests else DISAGREE
+    return AGREE if report.passed and not report.failures else DISAGREE
+
+
+def promtool_varies(case: Case, result: Result, tmp: Path, runs: int = 12) -> bool:
+    """Does promtool, asked ``runs`` times more, answer otherwise or once as kpimon does?
+
+    promtool loads a group's series in random order, and Prometheus aggregates in load order:
+    ``avg``, ``stddev`` and ``stdvar`` over three series of integers, or ``topk`` among equal
+    values, can come out differently from one run to the next. Such a case is not comparable
+    bit for bit, even when kpimon's answer does not depend on its input order.
+    """
+    tmp.mkdir(parents=True, exist_ok=True)
+    files = []
+    for i in range(runs):
+        files.append(tmp / f"again{i}.yml")
+        case_file(files[-1], case, result)
+    reports = run_promtool(files, jobs=2)
+    answers = {
+        tuple(ln.strip() for ln in r.text.splitlines() if "got:" in ln) for r in reports.values()
+    }
+    return any(r.passed for r in reports.values()) or len(answers) > 1
+
+
+def _differs_live(case: Case, result: Result) -> bool:
+    """Fed samples only up to the eval time, does kpimon answer otherwise?"""
+    return not reads_future(case) and _bits(answer(case, live=True)) != _bits(result)
+
+
+def differential(
+    cases: Sequence[Case],
+    tmp: Path,
+    answers: Sequence[Result] | None = None,
+    *,
+    check_order: bool = True,
+) -> list[Verdict]:
+    """Judge every case: kpimon's answers (``answer`` unless given), one promtool run.
+
+    With ``check_order`` (off for answers that are not kpimon's own), a disagreeing case whose
+    answer depends on the order of the input series (kpimon's, or promtool's over a few more
+    runs: :func:`promtool_varies`) is ORDER_SENSITIVE rather than DISAGREE, and an agreeing
+    one is evaluated again as the daemon would (LIVE_DIFFERS).
+    """
+    results = list(answers) if answers is not None else [answer(c) for c in cases]
+    files, counts = [], []
+    for i, (case, result) in enumerate(zip(cases, results, strict=True)):
+        path = tmp / f"case{i:04d}.yml"
+        counts.append(case_file(path, case, result))
+        files.append(path)
+    reports = run_promtool(files, jobs=2) if files else {}
+    verdicts = []
+    for case, result, path, tests in zip(cases, results, files, counts, strict=True):
+        report = reports.get(path)
+        kind = judge(case, result, report, tests)
+        if (
+            kind == DISAGREE
+            and check_order
+            and (
+                order_sensitive(case, result)
+                or promtool_varies(case, result, tmp / f"{path.stem}-again")
+            )
+        ):
+            kind = ORDER_SENSITIVE
+        elif kind == AGREE and check_order and _differs_live(case, result):
+            kind = LIVE_DIFFERS
+        verdicts.append(Verdict(case, kind, result, report.text if report else ""))
+    return verdicts
 
 
 def _go_unquote(quoted: str) -> str:
