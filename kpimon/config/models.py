@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from typing import Final, Literal
 from urllib.parse import urlencode
 
+from kpimon.config.alerting import NO_ALERTING, AlertingConfig
 from kpimon.errors import Position
+from kpimon.kpi.schedule import Window
 from kpimon.labels import EMPTY, Labels
 from kpimon.promql.compile import LOOKBACK_S, CompiledExpr
 
@@ -47,10 +49,13 @@ RESERVED_LABELS: Final[frozenset[str]] = frozenset({"alertname", "severity", "kp
 DEFAULT_SCRAPE_INTERVAL_S: Final = 15.0
 DEFAULT_SCRAPE_TIMEOUT_S: Final = 10.0
 DEFAULT_EVALUATION_INTERVAL_S: Final = 15.0
+DEFAULT_OUTAGE_TOLERANCE_S: Final = 3600.0
 DEFAULT_BODY_SIZE_LIMIT: Final = 10 * 1024 * 1024
 """10 MiB: about 170 times a node_exporter payload; Prometheus' default is no limit (0)."""
 DEFAULT_NO_DATA_AFTER_S: Final = 300.0
 DEFAULT_NO_DATA_RESOLVE_AFTER_S: Final = 3600.0
+DEFAULT_FLAPPING_HIGH: Final = 30.0
+DEFAULT_FLAPPING_LOW: Final = 25.0
 
 
 def _beyond(direction: Direction, value: float, threshold: float) -> bool:
@@ -81,7 +86,10 @@ class Level:
         for_s: how long the condition must hold before the level fires (0: at once).
         clear: while firing, the value must come back within this to start clearing; equal to
             ``threshold`` unless hysteresis was configured.
-        clear_for_s: how long the value must stay within ``clear`` before the level resolves.
+        clear_for_s: how long the value must stay within ``clear`` before the level resolves
+            (``clear_for``, or its Prometheus name ``keep_firing_for``).
+        schedule: time-of-day thresholds; at each tick the first window containing it replaces
+            ``threshold`` and ``clear`` (:mod:`kpimon.kpi.schedule`).
         position: where the level is defined.
     """
 
@@ -91,6 +99,7 @@ class Level:
     for_s: float = 0.0
     clear: float
     clear_for_s: float = 0.0
+    schedule: tuple[Window, ...] = ()
     position: Position
 
     def breached(self, value: float) -> bool:
@@ -108,6 +117,16 @@ class NoData:
 
     after_s: float = DEFAULT_NO_DATA_AFTER_S
     resolve_after_s: float = DEFAULT_NO_DATA_RESOLVE_AFTER_S
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Flapping:
+    """Flap detection thresholds, in percent (Nagios/Icinga's weighted state-change percentage
+    over the last 21 evaluations): a series starts flapping above ``high``, stops below ``low``.
+    """
+
+    high: float = DEFAULT_FLAPPING_HIGH
+    low: float = DEFAULT_FLAPPING_LOW
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -133,6 +152,7 @@ class Kpi:
     levels: tuple[Level, ...]
     max_gap_s: float = 0.0
     no_data: NoData = NoData()
+    flapping: Flapping = Flapping()
     semantics: Semantics = "default"
     labels: Labels = EMPTY
     annotations: tuple[tuple[str, str], ...] = ()
@@ -156,6 +176,8 @@ class GlobalConfig:
     scrape_timeout_s: float = DEFAULT_SCRAPE_TIMEOUT_S
     evaluation_interval_s: float = DEFAULT_EVALUATION_INTERVAL_S
     external_labels: Labels = EMPTY
+    outage_tolerance_s: float = DEFAULT_OUTAGE_TOLERANCE_S
+    """After a restart within this, KPI timers continue as if kpimon had never stopped."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -216,6 +238,10 @@ class DaemonConfig:
     rule_files: tuple[str, ...] = ()
     rule_paths: tuple[str, ...] = ()
     kpis: tuple[Kpi, ...] = ()
+    storage_path: str | None = None
+    """``storage.path``: where the journal lives (``--storage.path`` overrides it)."""
+    alerting: AlertingConfig = NO_ALERTING
+    """``alerting:``: Alertmanagers and hooks (:mod:`kpimon.config.alerting`)."""
 
     def wanted_metric_names(self) -> frozenset[str] | None:
         """The metric names any KPI reads; None when some KPI may read any name."""

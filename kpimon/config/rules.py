@@ -9,9 +9,11 @@ of a config, so callers pass one ``seen`` dictionary through every file.
 from __future__ import annotations
 
 import re
+import zoneinfo
 from typing import Final, cast
 
 from kpimon import labels as labelset
+from kpimon.config.alerting import check_annotation_templates
 from kpimon.config.durations import format_duration
 from kpimon.config.fields import (
     Problems,
@@ -31,6 +33,7 @@ from kpimon.config.models import (
     RESERVED_LABELS,
     UNITS,
     Direction,
+    Flapping,
     Kpi,
     Level,
     LevelName,
@@ -40,6 +43,7 @@ from kpimon.config.models import (
 )
 from kpimon.config.yamlload import Map, Node, Scalar, join_index, join_key, load_yaml, position_at
 from kpimon.errors import Position, Problem, PromQLError
+from kpimon.kpi.schedule import DAY_NAMES, MINUTES_PER_DAY, Window, parse_time_of_day, zone
 from kpimon.promql.compile import CompiledExpr, compile_expr
 
 KPI_NAME: Final = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
@@ -55,11 +59,13 @@ _KPI_KEYS: Final = (
     "levels",
     "max_gap",
     "no_data",
+    "flapping",
     "semantics",
     "labels",
     "annotations",
 )
-_LEVEL_KEYS: Final = ("above", "below", "for", "clear", "clear_for", "keep_firing_for")
+_LEVEL_KEYS: Final = ("above", "below", "for", "clear", "clear_for", "keep_firing_for", "schedule")
+_WINDOW_KEYS: Final = ("days", "from", "to", "timezone", "above", "below", "clear")
 _DIRECTIONS: Final[tuple[Direction, ...]] = ("above", "below")
 
 
@@ -153,6 +159,7 @@ def _kpi(
             "series at once)",
         )
     no_data = _no_data(m.get("no_data"), join_key(path, "no_data"), problems)
+    flapping = _flapping(m.get("flapping"), join_key(path, "flapping"), problems)
     labels = _labels(m.get("labels"), join_key(path, "labels"), problems)
     annotations_node = m.get("annotations")
     annotations = (
@@ -160,6 +167,8 @@ def _kpi(
         if annotations_node is not None
         else ()
     )
+    if annotations_node is not None and annotations is not None:
+        check_annotation_templates(annotations_node, join_key(path, "annotations"), problems)
     if len(problems) > before:
         return None
     # No new problem means every required part parsed.
@@ -170,6 +179,7 @@ def _kpi(
     assert expr_pos is not None
     assert levels is not None
     assert no_data is not None
+    assert flapping is not None
     assert labels is not None
     assert annotations is not None
     return Kpi(
@@ -182,6 +192,7 @@ def _kpi(
         levels=levels,
         max_gap_s=max_gap,
         no_data=no_data,
+        flapping=flapping,
         semantics=cast(Semantics, semantics),
         labels=labels,
         annotations=annotations,
@@ -359,11 +370,14 @@ def _level(
     if "keep_firing_for" in m:
         if "clear_for" in m:
             key = m.key("keep_firing_for")
+            first = m.key("clear_for")
             assert key is not None
+            assert first is not None
             problems.add(
                 key.pos,
                 path,
-                '"clear_for" and "keep_firing_for" are the same setting (keep_firing_for is '
+                f'"clear_for" (line {first.pos.line}, column {first.pos.column}) and '
+                '"keep_firing_for" are the same setting (keep_firing_for is '
                 "Prometheus' name for it); use one",
             )
         else:
@@ -390,6 +404,13 @@ def _level(
                 f'clear must be {side} the threshold of {_article(direction)} "{direction}" level '
                 f"({_num(threshold)}), got {_num(clear)}",
             )
+    schedule: tuple[Window, ...] = ()
+    schedule_node = m.get("schedule")
+    if schedule_node is not None and found is not None:
+        windows = _schedule(
+            schedule_node, join_key(path, "schedule"), problems, found[0], semantics
+        )
+        schedule = windows or ()
     if len(problems) > before or found is None:
         return None
     direction, threshold = found
@@ -400,8 +421,226 @@ def _level(
         for_s=for_s,
         clear=threshold if clear is None else clear,
         clear_for_s=clear_for_s,
+        schedule=schedule,
         position=m.pos,
     )
+
+
+def _schedule(
+    node: Node, path: str, problems: Problems, direction: Direction, semantics: str
+) -> tuple[Window, ...] | None:
+    """A level's ``schedule``: a list of windows, each with the level's direction."""
+    items = as_seq(node, path, problems)
+    if items is None:
+        return None
+    windows: list[Window] = []
+    for i, item in enumerate(items.items):
+        window = _window(item, join_index(path, i), problems, direction, semantics)
+        if window is not None:
+            windows.append(window)
+    return tuple(windows) if len(windows) == len(items.items) else None
+
+
+def _window(
+    node: Node, path: str, problems: Problems, direction: Direction, semantics: str
+) -> Window | None:
+    m = as_map(node, path, problems)
+    if m is None:
+        return None
+    before = len(problems)
+    check_keys(m, path, _WINDOW_KEYS, problems)
+    days = _days(m, path, problems)
+    start = _time_of_day(m, "from", path, problems, 0)
+    end = _time_of_day(m, "to", path, problems, MINUTES_PER_DAY)
+    if start == MINUTES_PER_DAY:
+        problems.add(
+            _value_pos(m, "from"), join_key(path, "from"), 'a window cannot start at "24:00"'
+        )
+    elif start is not None and start == end:
+        problems.add(
+            _value_pos(m, "to"),
+            join_key(path, "to"),
+            f'the window starts and ends at "{_hhmm(start)}" (for a whole day write '
+            'from: "00:00", to: "24:00")',
+        )
+    timezone = _timezone(m, path, problems)
+    found = _direction(m, path, problems, "a schedule entry")
+    if found is not None and found[0] != direction:
+        key = m.key(found[0])
+        assert key is not None
+        problems.add(
+            key.pos,
+            path,
+            f'the level is an "{direction}" level, so its schedule entries set "{direction}" '
+            f'too, not "{found[0]}"',
+        )
+    clear: float | None = None
+    clear_node = m.get("clear")
+    if clear_node is not None:
+        clear = as_number(clear_node, join_key(path, "clear"), problems)
+        if semantics == "prometheus":
+            problems.add(
+                clear_node.pos,
+                join_key(path, "clear"),
+                "clear is not available with semantics: prometheus (Prometheus alerting rules "
+                "resolve at the threshold)",
+            )
+        elif found is not None and clear is not None:
+            wrong = clear > found[1] if direction == "above" else clear < found[1]
+            if wrong:
+                side = "at or below" if direction == "above" else "at or above"
+                problems.add(
+                    clear_node.pos,
+                    join_key(path, "clear"),
+                    f"clear must be {side} the entry's threshold ({_num(found[1])}), "
+                    f"got {_num(clear)}",
+                )
+    if len(problems) > before:
+        return None
+    assert days is not None
+    assert start is not None
+    assert end is not None
+    assert timezone is not None
+    assert found is not None
+    threshold = found[1]
+    return Window(
+        days=days,
+        start_min=start,
+        end_min=end,
+        timezone=timezone,
+        threshold=threshold,
+        clear=threshold if clear is None else clear,
+    )
+
+
+def _days(m: Map, path: str, problems: Problems) -> frozenset[int] | None:
+    node = m.get("days")
+    if node is None:
+        return frozenset(range(7))
+    sub = join_key(path, "days")
+    items = as_seq(node, sub, problems)
+    if items is None:
+        return None
+    if not items.items:
+        problems.add(items.pos, sub, "at least one day is required (leave days out for every day)")
+        return None
+    days: set[int] = set()
+    ok = True
+    for i, item in enumerate(items.items):
+        name = as_str(item, join_index(sub, i), problems)
+        if name is None:
+            ok = False
+        elif name not in DAY_NAMES:
+            problems.add(
+                item.pos,
+                join_index(sub, i),
+                f'unknown weekday "{name}"{_day_hint(name)}; expected one of '
+                + ", ".join(DAY_NAMES),
+            )
+            ok = False
+        else:
+            days.add(DAY_NAMES.index(name))
+    return frozenset(days) if ok else None
+
+
+def _day_hint(name: str) -> str:
+    """`` (did you mean "wed"?)`` for ``wednesday``, ``Wed`` or a misspelling."""
+    short = name.lower()[:3]
+    if short in DAY_NAMES and name.lower() == _FULL_DAY_NAMES[DAY_NAMES.index(short)][: len(name)]:
+        return f' (did you mean "{short}"?)'
+    return suggestion(name.lower(), DAY_NAMES)
+
+
+_FULL_DAY_NAMES: Final = (
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "saturday",
+    "sunday",
+)
+
+
+def _time_of_day(m: Map, key: str, path: str, problems: Problems, default: int) -> int | None:
+    node = m.get(key)
+    if node is None:
+        return default
+    sub = join_key(path, key)
+    text = as_str(node, sub, problems)
+    if text is None:
+        return None
+    minutes = parse_time_of_day(text)
+    if minutes is None:
+        problems.add(
+            node.pos, sub, f'invalid time "{text}": expected "HH:MM" between "00:00" and "24:00"'
+        )
+    return minutes
+
+
+def _timezone(m: Map, path: str, problems: Problems) -> str | None:
+    node = require(m, "timezone", path, problems)
+    if node is None:
+        return None
+    sub = join_key(path, "timezone")
+    name = as_str(node, sub, problems, nonempty=True)
+    if name is None:
+        return None
+    try:
+        zone(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        problems.add(
+            node.pos,
+            sub,
+            f'unknown time zone "{name}"{suggestion(name, zoneinfo.available_timezones())} '
+            '(an IANA name such as "Europe/Berlin" or "UTC")',
+        )
+        return None
+    return name
+
+
+def _hhmm(minutes: int) -> str:
+    return f"{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+def _flapping(node: Node | None, path: str, problems: Problems) -> Flapping | None:
+    if node is None:
+        return Flapping()
+    m = as_map(node, path, problems)
+    if m is None:
+        return None
+    before = len(problems)
+    check_keys(m, path, ("high", "low"), problems)
+    default = Flapping()
+    values = {"high": default.high, "low": default.low}
+    for key in values:
+        value_node = m.get(key)
+        if value_node is None:
+            continue
+        value = as_number(value_node, join_key(path, key), problems)
+        if value is not None and not 0 <= value <= 100:
+            problems.add(
+                value_node.pos,
+                join_key(path, key),
+                f"expected a percentage from 0 to 100, got {_num(value)}",
+            )
+        elif value is not None:
+            values[key] = value
+    if len(problems) > before:
+        return None
+    # A default never contradicts the value given: {high: 20} means low 20, {low: 40} high 40.
+    if "low" not in m:
+        values["low"] = min(values["low"], values["high"])
+    if "high" not in m:
+        values["high"] = max(values["high"], values["low"])
+    if values["low"] > values["high"]:
+        problems.add(
+            _value_pos(m, "low" if "low" in m else "high"),
+            path,
+            f"low ({_num(values['low'])}) must not be above high ({_num(values['high'])})",
+        )
+        return None
+    return Flapping(high=values["high"], low=values["low"])
 
 
 def _consistent(warning: Level, critical: Level, path: str, problems: Problems) -> bool:

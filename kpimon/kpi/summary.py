@@ -92,14 +92,14 @@ def series_reports(rt: KpiRuntime, now: float) -> list[SeriesReport]:
             started = st.active_at[li, i] if ph == PENDING else st.fired_at[li, i]
             levels[lv.name] = {
                 "phase": PHASES[ph],
-                "threshold": lv.threshold,
+                "threshold": st.thresholds[li][0],  # in force at the last tick (schedule)
                 "comparison": lv.comparison,
                 "since": rfc3339(float(started)) if not math.isnan(started) else None,
             }
             if ph in (FIRING, CLEARING):
                 # "above 70 for 47m" counts from when the condition began to hold (the start
                 # of pending), which is what an operator means, not from when it fired.
-                worst = (lv, float(st.active_at[li, i]), ph)
+                worst = (lv, float(st.active_at[li, i]), ph, st.thresholds[li][0])
             elif ph == PENDING:
                 notes.append(
                     f"{lv.name} pending {_ago(now, float(started))} of {format_duration(lv.for_s)}"
@@ -112,8 +112,8 @@ def series_reports(rt: KpiRuntime, now: float) -> list[SeriesReport]:
         else:
             text = f"{head} = {format_value(value, kpi.unit)}"
             if worst is not None:
-                lv, began, ph = worst
-                text += f" — {lv.name} ({lv.comparison} {lv.threshold:g}) for {_ago(now, began)}"
+                lv, began, ph, threshold = worst
+                text += f" — {lv.name} ({lv.comparison} {threshold:g}) for {_ago(now, began)}"
                 if ph == CLEARING:
                     text += ", clearing"
             else:

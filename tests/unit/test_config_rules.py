@@ -194,3 +194,15 @@ def test_packaged_host_rules_load() -> None:
     assert problems == []
     assert kpis
     assert all(kpi.owner and kpi.levels for kpi in kpis)
+
+
+def test_flapping_defaults_and_values():
+    from kpimon.config.models import Flapping
+    from kpimon.kpi.engine import machine_rule
+
+    kpi = one(FULL)
+    assert kpi.flapping == Flapping(high=30, low=25)
+    kpi = one(FULL.replace("    max_gap: 1m\n", "    max_gap: 1m\n    flapping: {high: 50}\n"))
+    assert kpi.flapping == Flapping(high=50, low=25)
+    rule = machine_rule(kpi)
+    assert (rule.flapping_high, rule.flapping_low) == (50, 25)

@@ -279,3 +279,39 @@ def test_infinities_compare_as_numbers(bad):
     s = KpiState(MachineRule(levels=(warning(),)))
     tr = run(s, [(0, {A: bad})])
     assert [x.to_phase for x in tr] == ([FIRING] if bad > 0 else [])
+
+
+def test_clearing_past_max_gap_is_firing_again():
+    """The clear_for timer, like the for timer, survives gaps up to max_gap only: a level does
+    not resolve on data that returns after a long gap without having stayed clear for
+    clear_for."""
+    s = KpiState(MachineRule(levels=(warning(clear_for_s=30),), max_gap_s=15))
+    tr = run(s, [(0, {A: 80}), (15, {A: 60}), (30, {}), (45, {}), (60, {A: 60})])
+    assert [(x.t, x.from_phase, x.to_phase, x.notifies) for x in tr] == [
+        (0, INACTIVE, FIRING, True),
+        (15, FIRING, CLEARING, False),
+        (45, CLEARING, FIRING, False),
+        (60, FIRING, CLEARING, False),
+    ]
+    assert tr[2].reason == "series missing longer than max_gap while clearing"
+    tr = run(s, [(75, {A: 60}), (90, {A: 60})])
+    assert [(x.t, x.to_phase, x.notifies) for x in tr] == [(90, INACTIVE, True)]
+
+
+def test_clearing_within_max_gap_keeps_its_timer():
+    s = KpiState(MachineRule(levels=(warning(clear_for_s=45),), max_gap_s=15))
+    tr = run(s, [(0, {A: 80}), (15, {A: 60}), (30, {}), (45, {A: 60}), (60, {A: 60})])
+    assert [(x.t, x.to_phase) for x in tr] == [(0, FIRING), (15, CLEARING), (60, INACTIVE)]
+
+
+def test_state_arrays_name_every_per_series_array():
+    s = KpiState(MachineRule(levels=(warning(), warning())))
+    s.step(0, [A, B], np.array([1.0, 2.0]))
+    for name in KpiState.STATE_ARRAYS:
+        assert getattr(s, name).shape[-1] == 2, name
+    per_series = {
+        k
+        for k, v in vars(s).items()
+        if isinstance(v, np.ndarray) and v.shape[-1:] == (2,) and not k.startswith("_")
+    }
+    assert per_series <= set(KpiState.STATE_ARRAYS) | {"dirty"}
