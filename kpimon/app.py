@@ -26,13 +26,14 @@ from kpimon.config import load_config
 from kpimon.config.models import DaemonConfig, ScrapeConfig
 from kpimon.errors import ConfigError
 from kpimon.ingest import IngestBuffer
+from kpimon.journal import Journal
 from kpimon.kpi.engine import Engine
 from kpimon.scheduler import ScrapeManager
 from kpimon.sources import Source
 from kpimon.sources.scrape import HostSource, HttpSource
 from kpimon.store import Store
 from kpimon.web.app import build_app
-from kpimon.web.render import MetricsView, TargetView
+from kpimon.web.render import JournalView, MetricsView, TargetView
 
 log = logging.getLogger("kpimon")
 
@@ -45,7 +46,8 @@ class Options:
 
     config_file: str | None
     listen_address: str = "127.0.0.1:8574"
-    storage_path: str = "data/"
+    storage_path: str | None = None
+    """Directory of the state journal; None keeps no state on disk (tests, embedding)."""
     enable_lifecycle: bool = False
 
 
@@ -116,6 +118,7 @@ class Daemon:
         self.clock = clock
         self.store = Store(retention_s=cfg.retention_s(), min_interval_s=_min_interval(cfg))
         self._engine = Engine(cfg.kpis, self.store)
+        self.journal: Journal | None = None
         self.buffer = IngestBuffer(self.store)
         self.manager = ScrapeManager(self.buffer, clock)
         self.session: aiohttp.ClientSession | None = None
@@ -144,6 +147,10 @@ class Daemon:
     def now(self) -> float:
         return self.clock.wall()
 
+    @property
+    def evaluation_interval_s(self) -> float:
+        return self.cfg.global_config.evaluation_interval_s
+
     def metrics_view(self) -> MetricsView:
         targets = [
             TargetView(
@@ -166,6 +173,13 @@ class Daemon:
             reload_ok=self.reload_ok,
             reload_success_wall=self.reload_success_wall,
             version=__version__,
+            journal=None
+            if self.journal is None
+            else JournalView(
+                write_failures=self.journal.write_failures_total,
+                commit_duration_s=self.journal.last_commit_duration_s,
+                pending_transitions=self.journal.pending_transitions,
+            ),
         )
 
     async def reload(self) -> list[str]:
@@ -255,14 +269,33 @@ class Daemon:
         except Exception:
             log.exception("evaluation tick failed")
 
+    def _open_journal(self, stack: contextlib.AsyncExitStack) -> None:
+        """Open the journal (raises JournalError) and restore every KPI's state from it."""
+        if self.opts.storage_path is None:
+            return
+        journal = Journal.open(self.opts.storage_path)
+        stack.callback(journal.close)  # registered first: closed last, after the final tick
+        self.journal = journal
+        self._engine.journal = journal
+        self._engine.restore(
+            self.clock.wall(),
+            outage_tolerance_s=self.cfg.global_config.outage_tolerance_s,
+            grace_s=_max_interval(self.cfg),
+        )
+
     async def run(self) -> int:
-        """Run until stopped; returns the process exit code."""
+        """Run until stopped; returns the process exit code.
+
+        Raises:
+            JournalError: the journal under ``storage_path`` cannot be used (nothing started).
+        """
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self._stop.set)
-        loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
         host, port = split_address(self.opts.listen_address)
         async with contextlib.AsyncExitStack() as stack:
+            self._open_journal(stack)
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self._stop.set)
+            loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
             self.session = await stack.enter_async_context(
                 aiohttp.ClientSession(headers={"User-Agent": USER_AGENT})
             )

@@ -6,7 +6,8 @@
     ├── ConfigError          one or more problems in a config or rule file (each with a position)
     ├── PromQLError          an expression kpimon cannot parse or does not support
     ├── ScrapeError          a target could not be scraped (carries the target URL)
-    └── EvaluationError      an expression failed at evaluation time (e.g. many-to-many match)
+    ├── EvaluationError      an expression failed at evaluation time (e.g. many-to-many match)
+    └── JournalError         the state journal cannot be opened (path, what is wrong, what to do)
 
 Errors always say where: a config problem carries FILE:LINE:COL, a scrape problem the target URL.
 """
@@ -80,3 +81,10 @@ class ScrapeError(KpimonError):
         self.url = url
         self.message = message
         super().__init__(f"{url}: {message}")
+
+
+class JournalError(KpimonError):
+    """The state journal (``kpimon.db`` under ``--storage.path``) cannot be opened or used.
+
+    The message is one line: the path, what is wrong, and what to do about it.
+    """

@@ -14,6 +14,7 @@ from ipaddress import IPv6Address
 from typing import Final, Literal, cast
 
 from kpimon import labels as labelset
+from kpimon.config.alerting import parse_alerting
 from kpimon.config.durations import format_duration
 from kpimon.config.fields import (
     Problems,
@@ -32,6 +33,7 @@ from kpimon.config.fields import (
 from kpimon.config.models import (
     DEFAULT_BODY_SIZE_LIMIT,
     DEFAULT_EVALUATION_INTERVAL_S,
+    DEFAULT_OUTAGE_TOLERANCE_S,
     DEFAULT_SCRAPE_INTERVAL_S,
     DEFAULT_SCRAPE_TIMEOUT_S,
     DaemonConfig,
@@ -43,12 +45,10 @@ from kpimon.config.models import (
 from kpimon.config.yamlload import Map, Node, join_index, join_key, load_yaml
 from kpimon.errors import Position, Problem
 
-_TOP_KEYS: Final = ("global", "scrape_configs", "host", "rule_files")
+_TOP_KEYS: Final = ("global", "scrape_configs", "host", "rule_files", "storage", "alerting")
 _TOP_NOT_YET: Final = (
     "probes",
     "remote",
-    "alerting",
-    "storage",
     "remote_write",
     "remote_read",
     "scrape_config_files",
@@ -59,6 +59,7 @@ _GLOBAL_KEYS: Final = (
     "scrape_timeout",
     "evaluation_interval",
     "external_labels",
+    "outage_tolerance",
 )
 _GLOBAL_NOT_YET: Final = (
     "scrape_protocols",
@@ -155,8 +156,22 @@ def parse_config_node(
         scrape_configs=scrape_configs,
         host=host,
         rule_files=tuple(p.pattern for p in patterns),
+        storage_path=_storage_path(top.get("storage"), problems),
+        alerting=parse_alerting(top.get("alerting"), problems),
     )
     return config, patterns
+
+
+def _storage_path(node: Node | None, problems: Problems) -> str | None:
+    """``storage: {path: ...}``: where the journal lives (the command-line flag wins)."""
+    if node is None:
+        return None
+    m = as_map(node, "storage", problems)
+    if m is None:
+        return None
+    check_keys(m, "storage", ("path",), problems)
+    path_node = m.get("path")
+    return None if path_node is None else as_str(path_node, "storage.path", problems, nonempty=True)
 
 
 MIN_INTERVAL_S = 1.0
@@ -228,11 +243,15 @@ def _global(node: Node | None, problems: Problems) -> GlobalConfig:
             labels_node, "global.external_labels", problems, check_key=_check_target_label
         )
         external = labelset.make(pairs or ())
+    outage_tolerance, _ = _positive_duration(
+        m, "outage_tolerance", "global", problems, DEFAULT_OUTAGE_TOLERANCE_S
+    )
     return GlobalConfig(
         scrape_interval_s=interval,
         scrape_timeout_s=timeout,
         evaluation_interval_s=evaluation,
         external_labels=external,
+        outage_tolerance_s=outage_tolerance,
     )
 
 

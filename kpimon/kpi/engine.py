@@ -8,10 +8,13 @@ time. Transitions are logged once, when they happen (logger ``kpimon.engine``).
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,6 +25,7 @@ from kpimon.kpi.machine import (
     FIRING,
     PENDING,
     PHASES,
+    FlapEvent,
     KpiState,
     LevelRule,
     MachineRule,
@@ -30,6 +34,9 @@ from kpimon.kpi.machine import (
 from kpimon.labels import Labels, format_labels, without_name
 from kpimon.promql.evaluate import Scalar, evaluate
 from kpimon.store import Store
+
+if TYPE_CHECKING:
+    from kpimon.journal import Journal
 
 log = logging.getLogger("kpimon.engine")
 
@@ -44,6 +51,7 @@ def machine_rule(kpi: Kpi) -> MachineRule:
             clear=lv.clear,
             for_s=lv.for_s,
             clear_for_s=lv.clear_for_s,
+            schedule=lv.schedule,
         )
         for lv in kpi.levels
     )
@@ -53,6 +61,8 @@ def machine_rule(kpi: Kpi) -> MachineRule:
         no_data_after_s=kpi.no_data.after_s,
         no_data_resolve_after_s=kpi.no_data.resolve_after_s,
         prometheus=kpi.semantics == "prometheus",
+        flapping_high=kpi.flapping.high,
+        flapping_low=kpi.flapping.low,
     )
 
 
@@ -67,6 +77,8 @@ class KpiRuntime:
     failures_total: int = 0
     in_labels: Sequence[Labels] | None = None
     out_labels: Sequence[Labels] = field(default_factory=list)
+    fingerprint: str = ""
+    """:func:`fingerprint` of the KPI: its journaled state is restored only into the same."""
 
 
 def _definition(kpi: Kpi) -> object:
@@ -75,15 +87,44 @@ def _definition(kpi: Kpi) -> object:
     return (kpi.name, str(kpi.expr.ast), machine_rule(kpi))
 
 
+def fingerprint(kpi: Kpi) -> str:
+    """A stable digest of :func:`_definition`, saved with the KPI's state in the journal.
+
+    Fields left at their default are omitted, so a kpimon that adds a field to the machine's
+    rule (with a default that keeps today's behaviour) still restores yesterday's state.
+    """
+    return hashlib.sha256(repr(_canonical(_definition(kpi))).encode()).hexdigest()[:32]
+
+
+def _canonical(obj: object) -> object:
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return (
+            type(obj).__name__,
+            tuple(
+                (f.name, _canonical(getattr(obj, f.name)))
+                for f in dataclasses.fields(obj)
+                if f.default is dataclasses.MISSING or getattr(obj, f.name) != f.default
+            ),
+        )
+    if isinstance(obj, tuple | list):
+        return tuple(_canonical(x) for x in obj)
+    return obj
+
+
 class Engine:
     """Evaluates every KPI each tick and keeps their state."""
 
-    def __init__(self, kpis: Sequence[Kpi], store: Store) -> None:
+    def __init__(self, kpis: Sequence[Kpi], store: Store, journal: Journal | None = None) -> None:
         self.store = store
+        self.journal = journal
+        """Where each tick is committed before :meth:`tick` returns its transitions (None:
+        nothing is saved, as in unit tests)."""
         self.kpis: dict[str, KpiRuntime] = {}
         self.last_eval_wall: float | None = None
         self.last_eval_duration_s = 0.0
         self.ticks = 0
+        self.flap_events: list[tuple[str, FlapEvent]] = []
+        """Series that started or stopped flapping at the last tick (for notifiers)."""
         self.reload(kpis)
 
     def reload(self, kpis: Sequence[Kpi]) -> None:
@@ -97,7 +138,9 @@ class Engine:
                 new[kpi.name] = prev
             else:
                 rule = machine_rule(kpi)
-                new[kpi.name] = KpiRuntime(kpi=kpi, rule=rule, state=KpiState(rule))
+                new[kpi.name] = KpiRuntime(
+                    kpi=kpi, rule=rule, state=KpiState(rule), fingerprint=fingerprint(kpi)
+                )
         for name in old.keys() - new.keys():
             log.info("KPI removed kpi=%s", name)
         self.kpis = new
@@ -106,6 +149,7 @@ class Engine:
         """Evaluate every KPI at Unix time ``t``; returns the transitions of this tick."""
         started = time.perf_counter()
         out: list[tuple[str, Transition]] = []
+        self.flap_events = []
         for name, rt in self.kpis.items():
             # A KPI whose expression fails has no data this tick: max_gap and no_data apply,
             # so its series neither freeze at their last value nor resolve silently.
@@ -129,10 +173,71 @@ class Engine:
             for tr in transitions:
                 _log_transition(name, tr)
                 out.append((name, tr))
+            for ev in rt.state.flap_events:
+                log.info(
+                    "KPI series %s flapping kpi=%s series=%s percent=%.1f",
+                    "started" if ev.flapping else "stopped",
+                    name,
+                    format_labels(ev.labels),
+                    ev.percent,
+                )
+                self.flap_events.append((name, ev))
         self.last_eval_duration_s = time.perf_counter() - started
         self.last_eval_wall = t
         self.ticks += 1
+        if self.journal is not None:
+            # Commit before anything acts on the transitions; hand on only what is durable
+            # (after a failed write, this tick's wait for the next one: nothing is lost).
+            out = self.journal.commit(t, self._journal_entries(), out)
         return out
+
+    def _journal_entries(self) -> list[tuple[str, str, KpiState]]:
+        return [(name, rt.fingerprint, rt.state) for name, rt in self.kpis.items()]
+
+    def restore(
+        self, t: float, *, outage_tolerance_s: float, grace_s: float
+    ) -> list[tuple[str, Transition]]:
+        """Load every KPI's journaled state and carry it across the outage up to ``t``.
+
+        For start-up (and replays resuming from a journal): call once, before the first
+        :meth:`tick`, with the current time. KPIs whose definition changed since they were
+        journaled start afresh. Returns the transitions the restart itself caused (pending
+        levels restarted after an outage longer than ``outage_tolerance_s``), committed.
+
+        Raises:
+            JournalError: the journaled state is unreadable.
+        """
+        journal = self.journal
+        if journal is None or journal.heartbeat is None:
+            return []
+        out: list[tuple[str, Transition]] = []
+        restored = 0
+        for name, rt in self.kpis.items():
+            if len(rt.state):
+                continue  # already running
+            loaded = journal.load(name, rt.fingerprint, rt.state)
+            if loaded is None:
+                continue
+            restored += 1
+            last_t = rt.state.last_t
+            for tr in rt.state.resume(t, outage_tolerance_s=outage_tolerance_s, grace_s=grace_s):
+                _log_transition(name, tr)
+                out.append((name, tr))
+            log.debug(
+                "KPI state restored kpi=%s series=%d outage_s=%.3f",
+                name,
+                loaded,
+                0.0 if last_t is None else max(0.0, t - last_t),
+            )
+        log.info(
+            "state restored from the journal kpis=%d outage_s=%.3f outage_tolerance_s=%g "
+            "pending_restarted=%d",
+            restored,
+            max(0.0, t - journal.heartbeat),
+            outage_tolerance_s,
+            len(out),  # beyond the tolerance; each is also logged (at debug) and journaled
+        )
+        return journal.commit(t, self._journal_entries(), out)
 
     @staticmethod
     def _failed(rt: KpiRuntime, error: str, exc: BaseException | None = None) -> None:
