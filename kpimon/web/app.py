@@ -1,4 +1,5 @@
-"""The aiohttp application: /metrics, /api/v1/kpis, /-/healthy, /-/ready, /-/reload and /.
+"""The aiohttp application: /metrics, /api/v1/kpis, /api/v1/kpis/{name}/explain,
+/api/v1/alerts, /-/healthy, /-/ready, /-/reload and /.
 
 Handlers only read the daemon's in-memory state (never do I/O while rendering) and answer
 errors the way the Prometheus HTTP API does: ``{"status": "error", "errorType", "error"}``.
@@ -10,13 +11,18 @@ import html
 import json
 import logging
 import math
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
+import numpy as np
 from aiohttp import web
 
 from kpimon import __version__
+from kpimon.kpi.alerts import open_alerts
 from kpimon.kpi.engine import Engine
+from kpimon.kpi.explain import explain, explanation_doc
 from kpimon.kpi.summary import rfc3339, series_reports
+from kpimon.labels import Labels, decode_key
 from kpimon.web.render import CONTENT_TYPE, MetricsView, Renderer
 
 log = logging.getLogger("kpimon.http")
@@ -37,6 +43,9 @@ class DaemonView(Protocol):
     def metrics_view(self) -> MetricsView: ...
 
     def now(self) -> float: ...
+
+    @property
+    def evaluation_interval_s(self) -> float: ...
 
     async def reload(self) -> list[str]:
         """Reload the configuration; returns the problems found (empty when it succeeded)."""
@@ -119,6 +128,82 @@ async def api_kpi(request: web.Request) -> web.Response:
     return _json({"status": "success", "data": _kpi_docs(daemon, name)})
 
 
+def series_filter(query: Mapping[str, str]) -> Callable[[Labels], bool] | None:
+    """The series an explain request asks for (None: all of them).
+
+    ``series={a="1",b="2"}`` (repeatable) selects the series with exactly that label set; any
+    other parameter ``name=value`` keeps the series whose label ``name`` equals ``value``. Both
+    kinds together: a series must match one ``series`` and every ``name=value``.
+
+    Raises:
+        ValueError: a ``series`` value is not a label set.
+    """
+    exact: set[Labels] = set()
+    equal: list[tuple[str, str]] = []
+    for key, value in query.items():
+        if key != "series":
+            equal.append((key, value))
+            continue
+        text = value.strip()
+        if not text.startswith("{"):
+            text = "{" + text + "}"
+        try:
+            _, labels = decode_key(b"x" + text.encode())
+        except ValueError:
+            raise ValueError(
+                f'invalid series {value!r}: expected a label set like {{a="1"}}'
+            ) from None
+        exact.add(tuple(sorted(labels)))
+    if not exact and not equal:
+        return None
+
+    def select(labels: Labels) -> bool:
+        if exact and labels not in exact:
+            return False
+        have = dict(labels)
+        return all(have.get(k) == v for k, v in equal)
+
+    return select
+
+
+async def api_explain(request: web.Request) -> web.Response:
+    daemon = request.app[DAEMON]
+    name = request.match_info["name"]
+    rt = daemon.engine.kpis.get(name)
+    if rt is None:
+        return _error(404, "not_found", f'no KPI named "{name}"')
+    try:
+        select = series_filter(request.query)
+    except ValueError as exc:
+        return _error(400, "bad_data", str(exc))
+    exp = explain(rt.kpi, rt.state, daemon.now(), daemon.evaluation_interval_s, select)
+    return _json({"status": "success", "data": explanation_doc(exp, rt.last_error)})
+
+
+def _go_float(value: float) -> str:
+    """A sample value as Prometheus' alerts API writes it (Go's ``FormatFloat(v, 'e', -1)``)."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return np.format_float_scientific(value, unique=True, exp_digits=2, trim="-")
+
+
+async def api_alerts(request: web.Request) -> web.Response:
+    alerts = [
+        {
+            "labels": dict(a.labels),
+            "annotations": dict(a.annotations),
+            "state": a.state,
+            "activeAt": rfc3339(a.active_at),
+            "value": _go_float(a.value),
+        }
+        for rt in request.app[DAEMON].engine.kpis.values()
+        for a in open_alerts(rt)
+    ]
+    return _json({"status": "success", "data": {"alerts": alerts}})
+
+
 async def api_not_found(request: web.Request) -> web.Response:
     return _error(404, "not_found", f"no such endpoint: {request.path}")
 
@@ -188,6 +273,8 @@ def build_app(daemon: DaemonView) -> web.Application:
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/v1/kpis", api_kpis)
     app.router.add_get("/api/v1/kpis/{name}", api_kpi)
+    app.router.add_get("/api/v1/kpis/{name}/explain", api_explain)
+    app.router.add_get("/api/v1/alerts", api_alerts)
     app.router.add_route("*", "/api/v1/{tail:.*}", api_not_found)
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from kpimon.kpi.engine import KpiRuntime
-from kpimon.kpi.machine import KpiState
+from kpimon.kpi.machine import CLEARING, F64, FIRING, KpiState
 from kpimon.labels import Labels, escape_value
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -53,6 +54,16 @@ class MetricsView:
     reload_ok: bool
     reload_success_wall: float
     version: str
+    journal: JournalView | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JournalView:
+    """What /metrics shows about the state journal (absent when kpimon keeps none)."""
+
+    write_failures: int
+    commit_duration_s: float
+    pending_transitions: int
 
 
 def _help_esc(value: str) -> str:
@@ -115,6 +126,19 @@ def export_labels(kpi: str, labels: Labels) -> list[tuple[str, str]]:
     return pairs
 
 
+def breach_seconds(state: KpiState, now: float) -> F64:
+    """Per level and series: seconds spent firing or clearing up to ``now``.
+
+    The machine adds a tick's time to ``breach_s`` at the next tick; a breach still running is
+    counted here up to ``now`` too, so the counter grows between ticks and never jumps back.
+    """
+    last = state.last_t
+    if last is None or now <= last:
+        return state.breach_s
+    breaching = (state.phase == FIRING) | (state.phase == CLEARING)
+    return state.breach_s + np.where(breaching, now - last, 0.0)
+
+
 def _series_body(kpi: str, labels: Labels) -> str:
     return label_body(export_labels(kpi, labels))
 
@@ -161,9 +185,10 @@ class Renderer:
 
         family("kpimon_kpi_threshold", "gauge", "Threshold in force for each KPI level.")
         for rt in view.kpis:
-            for lv in rt.rule.levels:
+            # The threshold in force at the last tick: a level's schedule may change it.
+            for lv, (threshold, _clear) in zip(rt.rule.levels, rt.state.thresholds, strict=True):
                 body = label_body([("kpi", rt.kpi.name), ("level", lv.name)])
-                out.append(f"kpimon_kpi_threshold{{{body}}} {_num(lv.threshold)}\n")
+                out.append(f"kpimon_kpi_threshold{{{body}}} {_num(threshold)}\n")
 
         family(
             "kpimon_kpi_target", "gauge", "The KPI's objective (the value it should stay within)."
@@ -227,9 +252,20 @@ class Renderer:
             per_series,
             "kpimon_kpi_breach_seconds_total",
             "counter",
-            "Seconds the level has spent firing (or clearing).",
-            lambda st: st.breach_s,
+            "Seconds the level has spent firing (or clearing), the running breach included.",
+            lambda st: breach_seconds(st, view.now),
         )
+
+        family(
+            "kpimon_kpi_flapping",
+            "gauge",
+            "1 while the KPI series is flapping (its notifications are held), else 0.",
+        )
+        for rt, bodies in per_series:
+            vals = ["1" if f else "0" for f in rt.state.flapping.tolist()]
+            out.extend(
+                f"kpimon_kpi_flapping{{{b}}} {v}\n" for b, v in zip(bodies, vals, strict=True)
+            )
 
     @staticmethod
     def _level_family(
@@ -238,12 +274,11 @@ class Renderer:
         name: str,
         kind: str,
         doc: str,
-        values: object,
+        values: Callable[[KpiState], npt.NDArray[np.float64]],
     ) -> None:
         out.append(f"# HELP {name} {_help_esc(doc)}\n# TYPE {name} {kind}\n")
-        get = values  # Callable[[KpiState], ndarray]
         for rt, bodies in per_series:
-            arr = get(rt.state)  # type: ignore[operator]
+            arr = values(rt.state)
             for li, lv in enumerate(rt.rule.levels):
                 suffix = f',level="{lv.name}"'
                 vals = _nums(arr[li])
@@ -323,3 +358,21 @@ class Renderer:
             "kpimon build information (always 1).",
             [({"version": view.version}, 1.0)],
         )
+        if view.journal is not None:
+            j = view.journal
+            out.append(
+                "# HELP kpimon_journal_write_failures_total Journal commits that failed (each "
+                "is retried at the next evaluation).\n"
+                "# TYPE kpimon_journal_write_failures_total counter\n"
+                f"kpimon_journal_write_failures_total {j.write_failures}\n"
+            )
+            gauge(
+                "kpimon_journal_commit_duration_seconds",
+                "Duration of the last successful journal commit (one per evaluation).",
+                [({}, j.commit_duration_s)],
+            )
+            gauge(
+                "kpimon_journal_pending_transitions",
+                "Transitions waiting for a journal commit to succeed before they are acted on.",
+                [({}, float(j.pending_transitions))],
+            )

@@ -1,0 +1,68 @@
+"""A KPI's open alerts, as Prometheus' ``/api/v1/alerts`` lists them.
+
+Each KPI series and level that is pending, firing or clearing is one alert. Its labels are the
+series labels, then the KPI's ``labels``, then ``severity: <level>`` and ``alertname: <KPI
+name>`` (ARCHITECTURE §6; later ones win, as a Prometheus alerting rule's labels override the
+series'), so an alert here has the identity it has in ``kpimon test`` and in notifications. A
+clearing level is still an open alert: its state is ``firing``.
+
+Pure: reads a :class:`~kpimon.kpi.engine.KpiRuntime`, returns frozen dataclasses. No I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from kpimon.kpi.engine import KpiRuntime
+from kpimon.kpi.machine import CLEARING, FIRING, INACTIVE, PENDING
+from kpimon.labels import Labels
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Alert:
+    """One pending or firing level of one KPI series.
+
+    Attributes:
+        labels: the alert's identity (sorted by name).
+        annotations: the KPI's annotations, as written (templates not expanded yet).
+        state: ``pending`` or ``firing`` (a clearing level is firing).
+        active_at: when the level's condition began to hold (Unix seconds).
+        value: the latest value (NaN while the series has no data).
+    """
+
+    labels: Labels
+    annotations: tuple[tuple[str, str], ...]
+    state: str
+    active_at: float
+    value: float
+
+
+def alert_labels(kpi_name: str, kpi_labels: Labels, level: str, series: Labels) -> Labels:
+    """The labels identifying the alert of ``level`` for one series of KPI ``kpi_name``."""
+    merged = {**dict(series), **dict(kpi_labels), "severity": level, "alertname": kpi_name}
+    return tuple(sorted(merged.items()))
+
+
+def open_alerts(rt: KpiRuntime) -> list[Alert]:
+    """Every pending, firing or clearing level of every series of ``rt``, level by level."""
+    st = rt.state
+    kpi = rt.kpi
+    out: list[Alert] = []
+    for li, lv in enumerate(rt.rule.levels):
+        phases = st.phase[li]
+        for i in np.flatnonzero(phases != INACTIVE).tolist():
+            ph = int(phases[i])
+            if ph not in (PENDING, FIRING, CLEARING):
+                continue
+            out.append(
+                Alert(
+                    labels=alert_labels(kpi.name, kpi.labels, lv.name, st.labels[i]),
+                    annotations=kpi.annotations,
+                    state="pending" if ph == PENDING else "firing",
+                    active_at=float(st.active_at[li, i]),
+                    value=float(st.value[i]) if st.present[i] else float("nan"),
+                )
+            )
+    return out
