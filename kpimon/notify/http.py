@@ -1,0 +1,139 @@
+"""One HTTP POST with a strict timeout, classified into a :class:`~.model.SendResult`.
+
+Shared by the HTTP senders. The classification is the one Alertmanager's notifiers use: 2xx
+success; 429 and 5xx (and 408, network errors, timeouts) retryable, with ``Retry-After``
+honoured; any other status permanent. Redirects are not followed (a hook URL that redirects is
+misconfigured). Reasons name the hook and the receiver's host only: a Slack or webhook URL's
+path is a credential, and every secret is scrubbed from text the receiver sent back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import math
+from collections.abc import Iterable
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from kpimon.config.secrets import Secret
+from kpimon.notify.model import SendResult
+
+_MAX_REASON_BODY = 300
+_MAX_READ = 64 * 1024
+
+
+async def reveal(secret: Secret) -> str:
+    """``secret.reveal()`` without blocking the event loop on a file read.
+
+    Raises:
+        SecretError: as :meth:`Secret.reveal`.
+    """
+    if secret.from_file:
+        return await asyncio.to_thread(secret.reveal)
+    return secret.reveal()
+
+
+def redact_url(url: str) -> str:
+    """``scheme://host:port`` of ``url``, without path, query or user info."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or "?"
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "<invalid url>"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{parts.scheme}://{host}{port}"
+
+
+def scrub(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every occurrence of each secret replaced by ``<secret>``."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "<secret>")
+    return text
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """``Retry-After`` as seconds from ``now`` (delta-seconds or an HTTP date), or None."""
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        seconds = when.timestamp() - now
+    if not math.isfinite(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+def classify(status: int, body: str, retry_after: float | None, label: str) -> SendResult:
+    """The result of an HTTP answer with ``status``."""
+    snippet = " ".join(body.split())[:_MAX_REASON_BODY]
+    reason = f"{label}: HTTP {status}" + (f": {snippet}" if snippet else "")
+    if 200 <= status < 300:
+        return SendResult("ok", reason, status=status)
+    if status == 429 or status == 408 or status >= 500:
+        return SendResult("retryable", reason, retry_after_s=retry_after, status=status)
+    return SendResult("permanent", reason, status=status)
+
+
+async def post(
+    session: aiohttp.ClientSession,
+    url: str,
+    data: bytes,
+    *,
+    content_type: str,
+    timeout_s: float,
+    label: str,
+    now: float,
+    secrets: Iterable[str] = (),
+) -> SendResult:
+    """POST ``data`` to ``url`` and classify the answer; never raises for network trouble.
+
+    Args:
+        label: names the hook in the reason, e.g. ``pagerduty hook "oncall" (https://host)``.
+        now: wall-clock time, to read an HTTP-date ``Retry-After``.
+        secrets: values to scrub from the reason.
+    """
+    secrets = tuple(secrets)
+    try:
+        async with asyncio.timeout(timeout_s):
+            async with session.post(
+                url,
+                data=data,
+                headers={"Content-Type": content_type, "User-Agent": _user_agent()},
+                allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(total=timeout_s),
+            ) as resp:
+                # Only the start of the answer matters for the reason; a huge body is not read.
+                body = (await resp.content.read(_MAX_READ)).decode("utf-8", errors="replace")
+                retry_after = parse_retry_after(resp.headers.get("Retry-After"), now)
+                result = classify(resp.status, body, retry_after, label)
+    except TimeoutError:
+        return SendResult("retryable", f"{label}: timed out after {timeout_s:g}s")
+    except aiohttp.InvalidURL:
+        return SendResult("permanent", f"{label}: invalid URL")
+    except aiohttp.ClientError as exc:
+        # aiohttp's messages may quote the URL; keep the exception's kind only (and errno text).
+        detail = type(exc).__name__
+        os_error = getattr(exc, "os_error", None)
+        if isinstance(os_error, OSError) and os_error.strerror:
+            detail += f": {os_error.strerror}"
+        return SendResult("retryable", f"{label}: {detail}")
+    return SendResult(
+        result.outcome, scrub(result.reason, secrets), result.retry_after_s, result.status
+    )
+
+
+def _user_agent() -> str:
+    from kpimon import __version__
+
+    return f"kpimon/{__version__}"

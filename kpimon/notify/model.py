@@ -1,0 +1,212 @@
+"""The values that cross the notifier: :class:`AlertEvent` in, :class:`SendResult` out.
+
+An :class:`AlertEvent` is one notification about one level of one KPI series (firing or
+resolved), with everything any hook needs already computed: labels, rendered annotations,
+times, the PagerDuty dedup key. :func:`build_event` makes one from a KPI and the facts of a
+transition. Pure: no I/O, no clock (times are passed in).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import math
+from dataclasses import dataclass
+from typing import Final, Literal
+from urllib.parse import quote
+
+from kpimon.config.models import Kpi
+from kpimon.labels import EMPTY, Labels
+from kpimon.notify import templates
+
+log = logging.getLogger("kpimon.hooks")
+
+Status = Literal["firing", "resolved"]
+Outcome = Literal["ok", "retryable", "permanent"]
+
+_ZERO_TIME: Final = "0001-01-01T00:00:00Z"  # Go's zero time.Time, as Alertmanager writes it
+
+
+def rfc3339(t: float) -> str:
+    """Unix time as RFC 3339 UTC with milliseconds (``2026-08-21T10:00:00.123Z``)."""
+    stamp = dt.datetime.fromtimestamp(round(t, 3), tz=dt.UTC)
+    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
+
+
+def dedup_key(kpi: str, level: str, series_labels: Labels) -> str:
+    """A key naming one level of one KPI series, the same on every run and Python version.
+
+    SHA-256 of a canonical JSON encoding (sorted labels, no whitespace), never ``hash()``,
+    which is salted per process.
+    """
+    canonical = json.dumps(
+        {"kpi": kpi, "level": level, "labels": sorted(series_labels)},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    return "kpimon-" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def fingerprint(labels: Labels) -> str:
+    """A short stable hex id of a label set (the ``fingerprint`` of a webhook v4 alert)."""
+    canonical = json.dumps(sorted(labels), separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AlertEvent:
+    """One notification: a level of a KPI series started firing, or resolved.
+
+    Attributes:
+        kpi: the KPI's name (the ``alertname`` label).
+        level: ``warning`` or ``critical`` (the ``severity`` label).
+        status: ``firing`` or ``resolved``.
+        labels: the alert's identity: series labels, KPI labels, external labels, ``severity``
+            and ``alertname`` (sorted; :func:`kpimon.kpi.alerts.alert_labels`).
+        series_labels: the KPI series' own labels.
+        annotations: rendered (``summary`` always present).
+        value: the KPI value at the transition (NaN without data).
+        threshold: the threshold in force at the transition.
+        direction: ``above`` or ``below``.
+        unit: the KPI's unit.
+        owner: the KPI's owner.
+        active_at: when the level's condition began to hold (Unix seconds).
+        fired_at: when the level fired (Alertmanager's ``startsAt``).
+        resolved_at: when it resolved (``endsAt`` of a resolved alert), None while firing.
+        generator_url: a link back to the KPI ("" when kpimon has no external URL).
+    """
+
+    kpi: str
+    level: str
+    status: Status
+    labels: Labels
+    series_labels: Labels = EMPTY
+    annotations: tuple[tuple[str, str], ...] = ()
+    value: float = math.nan
+    threshold: float = math.nan
+    direction: str = "above"
+    unit: str = "none"
+    owner: str = ""
+    active_at: float
+    fired_at: float
+    resolved_at: float | None = None
+    generator_url: str = ""
+
+    @property
+    def dedup_key(self) -> str:
+        """Stable across restarts for this KPI, level and series (:func:`dedup_key`)."""
+        return dedup_key(self.kpi, self.level, self.series_labels)
+
+    @property
+    def summary(self) -> str:
+        return dict(self.annotations).get("summary", f"{self.kpi} {self.level} {self.status}")
+
+    def annotation(self, name: str, default: str = "") -> str:
+        return dict(self.annotations).get(name, default)
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    """How one delivery attempt went.
+
+    Attributes:
+        outcome: ``ok``; ``retryable`` (try again later); ``permanent`` (retrying cannot help).
+        reason: for logs: hook, status, the receiver's error; never a secret.
+        retry_after_s: the receiver asked to wait this long (HTTP ``Retry-After``).
+        status: the HTTP status or the command's exit code, when there was one.
+    """
+
+    outcome: Outcome
+    reason: str = ""
+    retry_after_s: float | None = None
+    status: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome == "ok"
+
+
+def generator_url(external_url: str, expr: str) -> str:
+    """``<external_url>/graph?g0.expr=...&g0.tab=1`` as Prometheus links its alerts; "" without
+    an external URL."""
+    if not external_url:
+        return ""
+    return f"{external_url.rstrip('/')}/graph?g0.expr={quote(expr, safe='')}&g0.tab=1"
+
+
+def build_event(
+    kpi: Kpi,
+    *,
+    level: str,
+    status: Status,
+    series_labels: Labels,
+    value: float,
+    threshold: float,
+    active_at: float,
+    fired_at: float,
+    resolved_at: float | None = None,
+    now: float,
+    external_labels: Labels = EMPTY,
+    external_url: str = "",
+) -> AlertEvent:
+    """The notification for one transition of KPI ``kpi``, annotations rendered at ``now``.
+
+    A template that fails at render time (for example a label some series lack) keeps its
+    text as written, with the error appended, rather than dropping the notification.
+    """
+    from kpimon.kpi.alerts import alert_labels  # kpi.alerts imports the engine; keep it lazy
+
+    merged = dict(external_labels)
+    merged.update(alert_labels(kpi.name, kpi.labels, level, series_labels))
+    labels = tuple(sorted((k, v) for k, v in merged.items() if v != ""))
+    lv = kpi.level(level)
+    direction = lv.direction if lv is not None else "above"
+    context = templates.Context(
+        kpi=kpi.name,
+        level=level,
+        labels=labels,
+        value=value,
+        threshold=threshold,
+        direction=direction,
+        unit=kpi.unit,
+        owner=kpi.owner,
+        active_at=active_at,
+        now=now if resolved_at is None else resolved_at,
+        resolved=status == "resolved",
+        external_labels=external_labels,
+        external_url=external_url,
+    )
+    rendered: list[tuple[str, str]] = []
+    for name, text in kpi.annotations:
+        try:
+            rendered.append((name, templates.render(text, context)))
+        except templates.TemplateError as exc:
+            log.warning("KPI %s: annotation %s failed to render: %s", kpi.name, name, exc)
+            rendered.append((name, f"{text} (template error: {exc})"))
+    if not any(name == "summary" for name, _ in rendered):
+        rendered.insert(0, ("summary", templates.default_summary(context)))
+    return AlertEvent(
+        kpi=kpi.name,
+        level=level,
+        status=status,
+        labels=labels,
+        series_labels=series_labels,
+        annotations=tuple(rendered),
+        value=value,
+        threshold=threshold,
+        direction=direction,
+        unit=kpi.unit,
+        owner=kpi.owner,
+        active_at=active_at,
+        fired_at=fired_at,
+        resolved_at=resolved_at,
+        generator_url=generator_url(external_url, kpi.expr.text),
+    )
+
+
+def zero_time() -> str:
+    """Go's zero time, which Alertmanager's webhook uses for "no end yet"."""
+    return _ZERO_TIME
