@@ -117,7 +117,9 @@ class Daemon:
         self.opts = opts
         self.clock = clock
         self.store = Store(retention_s=cfg.retention_s(), min_interval_s=_min_interval(cfg))
-        self._engine = Engine(cfg.kpis, self.store)
+        self._engine = Engine(
+            cfg.kpis, self.store, interval_s=cfg.global_config.evaluation_interval_s
+        )
         self.journal: Journal | None = None
         self.buffer = IngestBuffer(self.store)
         self.manager = ScrapeManager(self.buffer, clock)
@@ -203,6 +205,7 @@ class Daemon:
             self.cfg = cfg
             self.store.reconfigure(retention_s=cfg.retention_s(), min_interval_s=_min_interval(cfg))
             self._engine.reload(cfg.kpis)
+            self._engine.interval_s = cfg.global_config.evaluation_interval_s
             await self.manager.update(sources)
             self.reload_ok = True
             self.reload_success_wall = self.clock.wall()

@@ -114,8 +114,17 @@ def _canonical(obj: object) -> object:
 class Engine:
     """Evaluates every KPI each tick and keeps their state."""
 
-    def __init__(self, kpis: Sequence[Kpi], store: Store, journal: Journal | None = None) -> None:
+    def __init__(
+        self,
+        kpis: Sequence[Kpi],
+        store: Store,
+        journal: Journal | None = None,
+        *,
+        interval_s: float = 60.0,
+    ) -> None:
         self.store = store
+        self.interval_s = interval_s
+        """The evaluation interval: the step of subqueries written without one (``x[1h:]``)."""
         self.journal = journal
         """Where each tick is committed before :meth:`tick` returns its transitions (None:
         nothing is saved, as in unit tests)."""
@@ -257,7 +266,7 @@ class Engine:
 
     def _vector(self, rt: KpiRuntime, t: float) -> tuple[Sequence[Labels], F64]:
         """The KPI's series at ``t``: label sets without ``__name__``, and values."""
-        result = evaluate(rt.kpi.expr, self.store, t)
+        result = evaluate(rt.kpi.expr, self.store, t, interval_s=self.interval_s)
         if isinstance(result, Scalar):
             return _SCALAR_LABELS, np.array([result.value], dtype=np.float64)
         if result.labels is not rt.in_labels:

@@ -150,9 +150,10 @@ def replay(
     events: list[Event] = []
     first = 0
     if persistence is None:
-        engine = Engine(kpis, store)
+        engine = Engine(kpis, store, interval_s=step_ms / 1000)
     else:
         engine = persistence.engine(kpis, store)
+        engine.interval_s = step_ms / 1000
         first = _resume_tick(persistence.heartbeat, start_ms, end_ms, step_ms)
         if first:
             # Resuming after a crash of the replay itself: the data is all there, so the store
@@ -174,6 +175,7 @@ def replay(
             store = _store_for(kpis, feeder, step_ms / 1000)
             interval_s = max(feeder.max_interval_s, step_ms / 1000)
             engine, restored = persistence.restart(kpis, store, at / 1000, interval_s)
+            engine.interval_s = step_ms / 1000
             summary.transitions(restored)
             events.extend(_event(name, tr) for name, tr in restored)
         feeder.feed(store, t_ms)

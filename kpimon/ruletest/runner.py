@@ -145,7 +145,7 @@ class _GroupRun:
         if self.write_alerts:  # written every tick: the ring must hold a row per tick as well
             interval_s = min(interval_s, self.eval_ms / 1000)
         self.store = Store(retention_s=retention_s, min_interval_s=interval_s)
-        self.engine = Engine(kpis, self.store)
+        self.engine = Engine(kpis, self.store, interval_s=self.eval_ms / 1000)
         self.alerts_written = False
         self.alert_keys: dict[tuple[str, int, Labels, bool], tuple[bytes, bytes]] = {}
         self.last_alert_keys: list[bytes] = []
@@ -277,7 +277,9 @@ class _GroupRun:
             f"time: {format_duration(test.eval_time_ms / 1000)}"
         )
         try:
-            result = evaluate(test.expr, self.store, test.eval_time_ms / 1000)
+            result = evaluate(
+                test.expr, self.store, test.eval_time_ms / 1000, interval_s=self.eval_ms / 1000
+            )
         except EvaluationError as exc:
             return [f"{where}, err: {exc}"]
         got: list[tuple[Labels, float]]

@@ -147,3 +147,25 @@ kpis:
         ("WARNING", "firing"),
         ("INFO", "inactive"),
     ]
+
+
+# Prometheus 2.x ranges are closed at both ends: [300, 600] holds 300/step + 1 aligned steps.
+@pytest.mark.parametrize(("interval_s", "steps"), [(60.0, 6.0), (30.0, 11.0), (15.0, 21.0)])
+def test_subqueries_without_a_step_use_the_evaluation_interval(tmp_path, interval_s, steps):  # type: ignore[no-untyped-def]
+    """As in Prometheus, ``x[5m:]`` steps by the evaluation interval (the daemon's, a replay's
+    --step, a test file's evaluation_interval)."""
+    e = engine(
+        tmp_path,
+        """
+kpis:
+  - name: steps
+    owner: team
+    expr: count_over_time(x[5m:])
+    levels: {warning: {above: 1000}}
+""",
+    )
+    e.interval_s = interval_s
+    for t in range(0, 601, 15):
+        feed(e, float(t), a=1.0)
+    e.tick(600.0)
+    assert e.kpis["steps"].state.value.tolist() == [steps]

@@ -4,7 +4,9 @@ discarded or overwritten; the schema migrates forward and a newer one is refused
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -97,17 +99,52 @@ def test_a_storage_path_that_is_a_file_is_refused(tmp_path: Path) -> None:
     assert message.startswith(f"storage directory {tmp_path / 'data' / 'sub'} is not writable")
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes to read-only directories")
-def test_a_read_only_storage_directory_is_refused(tmp_path: Path) -> None:
-    ro = tmp_path / "ro"
-    ro.mkdir()
-    ro.chmod(0o500)
+def test_a_read_only_storage_directory_is_refused() -> None:
+    """Checked as an unprivileged user: root writes to read-only directories anyway, so under
+    root (CI containers) the check runs in a forked child that drops to ``nobody``."""
+    base = Path(tempfile.mkdtemp(prefix="kpimon-ro-"))
     try:
-        message = error_of(ro)
+        base.chmod(0o755)  # traversable by the unprivileged child
+        ro = base / "ro"
+        ro.mkdir()
+        ro.chmod(0o555)
+        message = _open_error_unprivileged(ro)
+        assert message.startswith(f"storage directory {ro} is not writable (Permission denied)")
+        assert "choose another --storage.path" in message
+        assert "\n" not in message
+        assert list(ro.iterdir()) == []
     finally:
-        ro.chmod(0o700)
-    assert message.startswith(f"storage directory {ro} is not writable (Permission denied)")
-    assert "choose another --storage.path" in message
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _open_error_unprivileged(path: Path) -> str:
+    """The JournalError message of opening ``path``, as a user that is not root."""
+    if os.geteuid() != 0:
+        return error_of(path)
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: no exec, so nothing outside this process must be readable
+        status = 1
+        try:
+            os.close(read_fd)
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            try:
+                Journal.open(path).close()
+                text = "opened"
+            except JournalError as exc:
+                text = str(exc)
+            os.write(write_fd, text.encode())
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write_fd)
+    with os.fdopen(read_fd, "rb") as pipe:
+        text = pipe.read().decode()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, text
+    return text
 
 
 def test_a_second_kpimon_cannot_open_the_same_journal(tmp_path: Path) -> None:
