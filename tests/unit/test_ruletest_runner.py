@@ -310,7 +310,7 @@ def test_a_failing_kpi_stops_its_group(tmp_path, capsys):
     assert "    rule: both, time: 1m, err: vector contains series with the same label set" in err
 
 
-def test_annotations_with_other_templates_are_compared_as_written(tmp_path, capsys):
+def test_prometheus_and_kpimon_templates_are_both_rendered(tmp_path, capsys):
     code, _, err = _run(
         tmp_path,
         capsys,
@@ -324,8 +324,8 @@ def test_annotations_with_other_templates_are_compared_as_written(tmp_path, caps
                 exp_alerts:
                   - exp_labels: {severity: warning}
                     exp_annotations:
-                      a: "{{ $value | humanize }}"
-                      b: "{{ labels.instance }} {{ value }}"
+                      a: "5"
+                      b: "k 5"
                       c: "plain"
         """,
         rules="""
@@ -336,12 +336,12 @@ def test_annotations_with_other_templates_are_compared_as_written(tmp_path, caps
             levels: {warning: {above: 1}}
             annotations:
               a: "{{ $value | humanize }}"
-              b: "{{ labels.instance }} {{ value }}"
+              b: "{{ labels.alertname }} {{ value }}"
               c: "plain"
         """,
     )
-    assert code == 0
-    assert err.count("NOTE: KPI k: annotation") == 2
+    assert code == 0, err
+    assert "NOTE" not in err
 
 
 def test_invalid_files_exit_2_with_positions(tmp_path, capsys):
@@ -408,3 +408,47 @@ def test_group_eval_order_is_accepted_with_a_note(tmp_path, capsys):
     )
     assert code == 0
     assert "NOTE: group_eval_order is ignored" in err
+
+
+def test_kpimon_templates_in_annotations_are_rendered_and_errors_fail(tmp_path, capsys):  # type: ignore[no-untyped-def]
+    (tmp_path / "rules.yaml").write_text(
+        """
+kpis:
+  - name: load
+    owner: ops
+    unit: percent
+    expr: x
+    levels: {warning: {above: 50, for: 2m}}
+    annotations:
+      summary: "{{ labels.host }} at {{ value }}% (> {{ threshold }}) for {{ for_duration }}"
+      level: "{{ level | upper }} since {{ since }}"
+"""
+    )
+    (tmp_path / "t.yaml").write_text(
+        """
+rule_files: [rules.yaml]
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      - series: 'x{host="a"}'
+        values: '60x10'
+    alert_rule_test:
+      - eval_time: 5m
+        alertname: load
+        exp_alerts:
+          - exp_labels: {host: a, severity: warning}
+            exp_annotations:
+              summary: "a at 60% (> 50) for 5m"
+              level: "WARNING since 1970-01-01T00:00:00Z"
+"""
+    )
+    code = main(["test", str(tmp_path / "t.yaml")])
+    assert code == 0, capsys.readouterr().err
+    capsys.readouterr()
+    text = (tmp_path / "t.yaml").read_text().replace("for 5m", "for 4m")
+    (tmp_path / "t.yaml").write_text(text)
+    assert main(["test", str(tmp_path / "t.yaml")]) == 1
+    err = capsys.readouterr().err
+    assert 'summary="a at 60% (> 50) for 4m"' in err  # expected
+    assert 'summary="a at 60% (> 50) for 5m"' in err  # got
