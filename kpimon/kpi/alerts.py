@@ -18,6 +18,7 @@ import numpy as np
 from kpimon.kpi.engine import KpiRuntime
 from kpimon.kpi.machine import CLEARING, FIRING, INACTIVE, PENDING
 from kpimon.labels import Labels
+from kpimon.notify import templates
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -26,7 +27,7 @@ class Alert:
 
     Attributes:
         labels: the alert's identity (sorted by name).
-        annotations: the KPI's annotations, as written (templates not expanded yet).
+        annotations: the KPI's annotations, rendered as the notifier renders them.
         state: ``pending`` or ``firing`` (a clearing level is firing).
         active_at: when the level's condition began to hold (Unix seconds).
         value: the latest value (NaN while the series has no data).
@@ -45,6 +46,41 @@ def alert_labels(kpi_name: str, kpi_labels: Labels, level: str, series: Labels) 
     return tuple(sorted(merged.items()))
 
 
+def render_annotation(
+    rt: KpiRuntime,
+    li: int,
+    row: int,
+    labels: Labels,
+    text: str,
+    *,
+    external_labels: Labels = (),
+    external_url: str = "",
+) -> str:
+    """Annotation ``text`` of level ``li`` for series ``row`` of ``rt``, rendered at the last
+    evaluation as the notifier renders it (``labels``: the alert's labels). A template that
+    fails at render time (a label some series lack) reads ``<template error: ...>``."""
+    kpi, state = rt.kpi, rt.state
+    level = rt.rule.levels[li]
+    context = templates.Context(
+        kpi=kpi.name,
+        level=level.name,
+        labels=labels,
+        value=float(state.value[row]),
+        threshold=state.thresholds[li][0],
+        direction=level.comparison,
+        unit=kpi.unit,
+        owner=kpi.owner,
+        active_at=float(state.active_at[li, row]),
+        now=state.last_t if state.last_t is not None else 0.0,
+        external_labels=external_labels,
+        external_url=external_url,
+    )
+    try:
+        return templates.render(text, context)
+    except templates.TemplateError as exc:
+        return f"<template error: {exc}>"
+
+
 def open_alerts(rt: KpiRuntime) -> list[Alert]:
     """Every pending, firing or clearing level of every series of ``rt``, level by level."""
     st = rt.state
@@ -56,10 +92,14 @@ def open_alerts(rt: KpiRuntime) -> list[Alert]:
             ph = int(phases[i])
             if ph not in (PENDING, FIRING, CLEARING):
                 continue
+            labels = alert_labels(kpi.name, kpi.labels, lv.name, st.labels[i])
             out.append(
                 Alert(
-                    labels=alert_labels(kpi.name, kpi.labels, lv.name, st.labels[i]),
-                    annotations=kpi.annotations,
+                    labels=labels,
+                    annotations=tuple(
+                        (key, render_annotation(rt, li, i, labels, text))
+                        for key, text in kpi.annotations
+                    ),
                     state="pending" if ph == PENDING else "firing",
                     active_at=float(st.active_at[li, i]),
                     value=float(st.value[i]) if st.present[i] else float("nan"),

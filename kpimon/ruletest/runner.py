@@ -38,11 +38,10 @@ import numpy as np
 from kpimon.config.durations import format_duration
 from kpimon.config.models import Kpi
 from kpimon.errors import EvaluationError
-from kpimon.kpi.alerts import alert_labels
+from kpimon.kpi.alerts import alert_labels, render_annotation
 from kpimon.kpi.engine import Engine, KpiRuntime
 from kpimon.kpi.machine import CLEARING, FIRING, INACTIVE, PENDING
 from kpimon.labels import Labels, format_key, format_labels, without_name
-from kpimon.notify import templates
 from kpimon.promql import LOOKBACK_S, Scalar, evaluate
 from kpimon.ruletest.model import AlertTest, PromqlTest, TestFile, TestGroup
 from kpimon.ruletest.render import expand_template, go_float_e
@@ -260,37 +259,18 @@ class _GroupRun:
                         external_url=self.group.external_url,
                     )
                     if expanded is None:  # kpimon's own (Jinja2) template
-                        expanded = self._render(rt, li, row, labels, text)
+                        expanded = render_annotation(
+                            rt,
+                            li,
+                            row,
+                            labels,
+                            text,
+                            external_labels=self.group.external_labels,
+                            external_url=self.group.external_url,
+                        )
                     annotations.append((key, expanded))
                 out.append((labels, tuple(sorted(annotations))))
         return out
-
-    def _render(self, rt: KpiRuntime, li: int, row: int, labels: Labels, text: str) -> str:
-        """A Jinja2 annotation as the notifier renders it, at the last tick.
-
-        Prometheus' trivial forms are expanded by :func:`expand_template` instead, with Go's
-        number formatting, so that promtool's expectations for a translated alerting rule hold.
-        A template that fails is a failure of the test (its text shows the error)."""
-        kpi, state = rt.kpi, rt.state
-        level = rt.rule.levels[li]
-        context = templates.Context(
-            kpi=kpi.name,
-            level=level.name,
-            labels=labels,
-            value=float(state.value[row]),
-            threshold=state.thresholds[li][0],
-            direction=level.comparison,
-            unit=kpi.unit,
-            owner=kpi.owner,
-            active_at=float(state.active_at[li, row]),
-            now=state.last_t if state.last_t is not None else 0.0,
-            external_labels=self.group.external_labels,
-            external_url=self.group.external_url,
-        )
-        try:
-            return templates.render(text, context)
-        except templates.TemplateError as exc:
-            return f"<template error: {exc}>"
 
     # -- PromQL -----------------------------------------------------------------------------
 
