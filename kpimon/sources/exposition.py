@@ -322,7 +322,11 @@ def _by_lines(
     if not keys:
         return None  # let the other passes say what is in an empty or odd payload
     samples_total = len(keys) if wanted is None else int(np.count_nonzero(_STARTS_SAMPLE[firsts]))
-    if keys != previous.keys:
+    if keys == previous.keys:
+        # The very list of the previous result: the store then recognises the unchanged series
+        # set by identity instead of comparing 100k keys again.
+        keys = previous.keys
+    else:
         known = set(previous.keys)
         full = _KEY_FULL
         for key in keys:

@@ -662,3 +662,12 @@ def test_previous_result_takes_the_line_split_path():
         for name in ("unchanged", "new series", "no final newline", "infinity"):
             assert exposition._by_lines(LATER_SCRAPES[name], wanted, False, previous), name
         assert exposition._by_lines(LATER_SCRAPES["timestamp"], wanted, False, previous) is None
+
+
+def test_an_unchanged_series_set_returns_the_previous_key_list():
+    """The store recognises an unchanged series set by the identity of the key list."""
+    previous = parse(_EARLIER)
+    again = parse(_EARLIER.replace(b"} 1", b"} 9"), previous=previous)
+    assert again.keys is previous.keys
+    assert again.values.tolist() == [9.0, 2.0, 3.0]
+    assert parse(LATER_SCRAPES["new series"], previous=previous).keys is not previous.keys
