@@ -15,6 +15,7 @@ from kpimon.config.loader import build_config, read_file
 from kpimon.config.rules import is_rule_file, parse_rules
 from kpimon.config.yamlload import load_yaml
 from kpimon.errors import ConfigError
+from kpimon.textfmt import count
 
 EXIT_OK = 0
 EXIT_INVALID = 1
@@ -52,13 +53,9 @@ def _check_one(path: str) -> str:
         kpis, problems = parse_rules(text, path)
         if problems:
             raise ConfigError(problems)
-        return f"{path}: ok ({_count(len(kpis), 'KPI')})"
+        return f"{path}: ok ({count(len(kpis), 'KPI')})"
     config = build_config(text, path)
     return (
-        f"{path}: ok ({_count(len(config.scrape_configs), 'scrape config')}, "
-        f"{_count(len(config.kpis), 'KPI')})"
+        f"{path}: ok ({count(len(config.scrape_configs), 'scrape config')}, "
+        f"{count(len(config.kpis), 'KPI')})"
     )
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

@@ -6,10 +6,12 @@ Loggers: ``kpimon`` (daemon lifecycle), ``kpimon.scrape``, ``kpimon.engine``, ``
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
 import sys
+from collections.abc import Iterator
 
 LEVELS = {
     "debug": logging.DEBUG,
@@ -69,3 +71,15 @@ def setup(level: str = "info", fmt: str = "logfmt") -> None:
     root.propagate = False
     # aiohttp's own access log is noisy at info; keep its errors.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+@contextlib.contextmanager
+def silenced(name: str) -> Iterator[None]:
+    """Logger ``name`` logs nothing inside the block; its level is restored afterwards."""
+    log = logging.getLogger(name)
+    level = log.level
+    log.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        log.setLevel(level)

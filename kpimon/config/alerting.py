@@ -17,15 +17,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from kpimon.config.durations import format_duration
 from kpimon.config.fields import (
     Problems,
     as_bool,
-    as_duration,
     as_map,
     as_seq,
     as_str,
+    as_targets,
     check_keys,
+    claim_name,
+    duration_or,
+    one_of,
     require,
     suggestion,
 )
@@ -170,8 +172,6 @@ def parse_alerting(node: Node | None, problems: Problems) -> AlertingConfig:
 
 
 def _alertmanagers(node: Node | None, problems: Problems) -> tuple[AlertmanagerConfig, ...]:
-    from kpimon.config.daemon import check_target  # the scrape target rules apply as is
-
     if node is None:
         return ()
     seq = as_seq(node, "alerting.alertmanagers", problems)
@@ -196,27 +196,17 @@ def _alertmanagers(node: Node | None, problems: Problems) -> tuple[AlertmanagerC
             if sm is None:
                 continue
             check_keys(sm, sub, ("targets",), problems, not_yet=("labels",))
-            t_node = sm.get("targets")
-            t_seq = None if t_node is None else as_seq(t_node, join_key(sub, "targets"), problems)
-            for k, tn in enumerate(() if t_seq is None else t_seq.items):
-                tpath = join_index(join_key(sub, "targets"), k)
-                target = as_str(tn, tpath, problems)
-                if target is None:
-                    continue
-                why = check_target(target)
-                if why is not None:
-                    why = why.replace('"metrics_path"', '"path_prefix"')
-                    problems.add(tn.pos, tpath, why)
-                    continue
-                targets.append(target)
-        scheme = _one_of(m, "scheme", path, ("http", "https"), "http", problems)
+            targets += as_targets(
+                sm.get("targets"), join_key(sub, "targets"), problems, path_key="path_prefix"
+            )
+        scheme = one_of(m, "scheme", path, ("http", "https"), "http", problems)
         prefix = "/"
         p_node = m.get("path_prefix")
         if p_node is not None:
             prefix = as_str(p_node, join_key(path, "path_prefix"), problems) or "/"
             if not prefix.startswith("/"):
                 prefix = "/" + prefix  # as Prometheus joins it
-        timeout = _duration(m, "timeout", path, problems, DEFAULT_AM_TIMEOUT_S, positive=True)
+        timeout = duration_or(m, "timeout", path, problems, DEFAULT_AM_TIMEOUT_S, positive=True)
         v_node = m.get("api_version")
         if v_node is not None:
             version = as_str(v_node, join_key(path, "api_version"), problems)
@@ -243,41 +233,6 @@ def _alertmanagers(node: Node | None, problems: Problems) -> tuple[AlertmanagerC
                 )
             )
     return tuple(out)
-
-
-def _one_of(
-    m: Map, key: str, path: str, choices: tuple[str, ...], default: str, problems: Problems
-) -> str:
-    node = m.get(key)
-    if node is None:
-        return default
-    sub = join_key(path, key)
-    value = as_str(node, sub, problems)
-    if value is None:
-        return default
-    if value not in choices:
-        alternatives = ", ".join(choices[:-1]) + f" or {choices[-1]}"
-        problems.add(
-            node.pos, sub, f'expected {alternatives}, got "{value}"{suggestion(value, choices)}'
-        )
-        return default
-    return value
-
-
-def _duration(
-    m: Map, key: str, path: str, problems: Problems, default: float, *, positive: bool = False
-) -> float:
-    node = m.get(key)
-    if node is None:
-        return default
-    sub = join_key(path, key)
-    value = as_duration(node, sub, problems)
-    if value is None:
-        return default
-    if positive and value <= 0:
-        problems.add(node.pos, sub, f"must be greater than 0, got {format_duration(value)}")
-        return default
-    return value
 
 
 def _hooks(node: Node | None, problems: Problems) -> tuple[HookConfig, ...]:
@@ -326,9 +281,9 @@ def _hook(
     c_node = m.get("continue")
     if c_node is not None:
         cont = bool(as_bool(c_node, join_key(path, "continue"), problems))
-    repeat = _duration(m, "repeat_interval", path, problems, 0.0)
-    timeout = _duration(m, "timeout", path, problems, DEFAULT_HOOK_TIMEOUT_S, positive=True)
-    max_retry = _duration(
+    repeat = duration_or(m, "repeat_interval", path, problems, 0.0)
+    timeout = duration_or(m, "timeout", path, problems, DEFAULT_HOOK_TIMEOUT_S, positive=True)
+    max_retry = duration_or(
         m, "max_retry_duration", path, problems, DEFAULT_MAX_RETRY_DURATION_S, positive=True
     )
     url: Secret | None = None
@@ -379,34 +334,17 @@ def _hook_name(m: Map, path: str, names: dict[str, Position], problems: Problems
             node.pos, sub, f'invalid hook name "{name}" (must match [A-Za-z0-9_][A-Za-z0-9_.-]*)'
         )
         return None
-    first = names.get(name)
-    if first is not None:
-        problems.add(
-            node.pos,
-            sub,
-            f'duplicate hook name "{name}" (first defined at line {first.line}, column '
-            f"{first.column})",
-        )
-        return None
-    names[name] = node.pos
-    return name
+    return name if claim_name(name, node, sub, "hook name", names, problems) else None
 
 
 def _check_hook_keys(m: Map, path: str, kind: str, problems: Problems) -> None:
-    allowed = (*_COMMON_KEYS, *_KIND_KEYS[kind])
-    for key, _ in m.entries:
-        name = key.text
-        if name in allowed:
-            continue
+    def misplaced(name: str) -> str | None:
         owners = [k for k, keys in _KIND_KEYS.items() if name in keys]
-        if owners:
-            problems.add(
-                key.pos,
-                join_key(path, name),
-                f'"{name}" is not used by hooks of type {kind} (only by {", ".join(owners)})',
-            )
-        else:
-            problems.add(key.pos, path, f'unknown key "{name}"{suggestion(name, allowed)}')
+        if not owners:
+            return None
+        return f'"{name}" is not used by hooks of type {kind} (only by {", ".join(owners)})'
+
+    check_keys(m, path, (*_COMMON_KEYS, *_KIND_KEYS[kind]), problems, misplaced=misplaced)
 
 
 def _matchers(node: Node | None, path: str, problems: Problems) -> tuple[Matcher, ...]:

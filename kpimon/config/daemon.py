@@ -8,9 +8,7 @@ Finding and reading the rule files is :mod:`kpimon.config.loader`'s job; no I/O 
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from ipaddress import IPv6Address
 from typing import Final, Literal, cast
 
 from kpimon import labels as labelset
@@ -19,16 +17,23 @@ from kpimon.config.durations import format_duration
 from kpimon.config.fields import (
     Problems,
     as_bool,
-    as_duration,
     as_int,
     as_map,
     as_seq,
     as_size,
     as_str,
     as_str_map,
+    as_targets,
     check_keys,
     check_label_name,
+    claim_name,
+    duration_or,
+    given_duration,
+    one_of,
     require,
+)
+from kpimon.config.fields import (
+    check_target as check_target,  # re-exported: tests and callers import it from here
 )
 from kpimon.config.models import (
     DEFAULT_BODY_SIZE_LIMIT,
@@ -106,9 +111,6 @@ _SCRAPE_NOT_YET: Final = (
     "consul_sd_configs",
 )
 _HOST_JOB: Final = "host"
-_HOSTNAME = re.compile(
-    r"[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?)*\.?"
-)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -179,34 +181,14 @@ MIN_INTERVAL_S = 1.0
 shortest interval, so a typo such as ``1ms`` for ``1m`` would reserve 60,000 times the memory."""
 
 
-def _positive_duration(
-    m: Map, key: str, path: str, problems: Problems, default: float, minimum: float = 0.0
-) -> tuple[float, bool]:
-    """``m[key]`` as a duration > 0 and ≥ ``minimum`` (or ``default``), and whether it was
-    given and valid."""
-    node = m.get(key)
-    if node is None:
-        return default, False
-    sub = join_key(path, key)
-    value = as_duration(node, sub, problems)
-    if value is None:
-        return default, False
-    if value <= 0:
-        problems.add(node.pos, sub, f"must be greater than 0, got {format_duration(value)}")
-        return default, False
-    if value < minimum:
-        problems.add(
-            node.pos,
-            sub,
-            f"must be at least {format_duration(minimum)}, got {format_duration(value)}",
-        )
-        return default, False
-    return value, True
-
-
-def _timeout_vs_interval(
-    m: Map, path: str, timeout: float, interval: float, problems: Problems
-) -> None:
+def _scrape_timeout(
+    m: Map, path: str, problems: Problems, default: float, interval: float
+) -> float:
+    """``scrape_timeout``, no longer than ``interval``; unset: ``default`` or the interval,
+    whichever is shorter."""
+    timeout = given_duration(m, "scrape_timeout", path, problems, positive=True)
+    if timeout is None:
+        return min(default, interval)
     node = m.get("scrape_timeout")
     if node is not None and timeout > interval:
         problems.add(
@@ -215,6 +197,7 @@ def _timeout_vs_interval(
             f"scrape_timeout ({format_duration(timeout)}) must not be greater than "
             f"scrape_interval ({format_duration(interval)})",
         )
+    return timeout
 
 
 def _global(node: Node | None, problems: Problems) -> GlobalConfig:
@@ -224,17 +207,18 @@ def _global(node: Node | None, problems: Problems) -> GlobalConfig:
     if m is None:
         return GlobalConfig()
     check_keys(m, "global", _GLOBAL_KEYS, problems, not_yet=_GLOBAL_NOT_YET)
-    interval, _ = _positive_duration(
-        m, "scrape_interval", "global", problems, DEFAULT_SCRAPE_INTERVAL_S, MIN_INTERVAL_S
+    interval = duration_or(
+        m, "scrape_interval", "global", problems, DEFAULT_SCRAPE_INTERVAL_S, minimum=MIN_INTERVAL_S
     )
     # As in Prometheus: an unset timeout is 10s, or the interval when that is shorter.
-    timeout, given = _positive_duration(
-        m, "scrape_timeout", "global", problems, min(DEFAULT_SCRAPE_TIMEOUT_S, interval)
-    )
-    if given:
-        _timeout_vs_interval(m, "global", timeout, interval, problems)
-    evaluation, _ = _positive_duration(
-        m, "evaluation_interval", "global", problems, DEFAULT_EVALUATION_INTERVAL_S, MIN_INTERVAL_S
+    timeout = _scrape_timeout(m, "global", problems, DEFAULT_SCRAPE_TIMEOUT_S, interval)
+    evaluation = duration_or(
+        m,
+        "evaluation_interval",
+        "global",
+        problems,
+        DEFAULT_EVALUATION_INTERVAL_S,
+        minimum=MIN_INTERVAL_S,
     )
     labels_node = m.get("external_labels")
     external: labelset.Labels = labelset.EMPTY
@@ -243,8 +227,8 @@ def _global(node: Node | None, problems: Problems) -> GlobalConfig:
             labels_node, "global.external_labels", problems, check_key=_check_target_label
         )
         external = labelset.make(pairs or ())
-    outage_tolerance, _ = _positive_duration(
-        m, "outage_tolerance", "global", problems, DEFAULT_OUTAGE_TOLERANCE_S
+    outage_tolerance = duration_or(
+        m, "outage_tolerance", "global", problems, DEFAULT_OUTAGE_TOLERANCE_S, positive=True
     )
     return GlobalConfig(
         scrape_interval_s=interval,
@@ -267,8 +251,8 @@ def _host(node: Node | None, global_config: GlobalConfig, problems: Problems) ->
     enabled = False
     if enabled_node is not None:
         enabled = bool(as_bool(enabled_node, "host.enabled", problems))
-    interval, _ = _positive_duration(
-        m, "interval", "host", problems, default.interval_s, MIN_INTERVAL_S
+    interval = duration_or(
+        m, "interval", "host", problems, default.interval_s, minimum=MIN_INTERVAL_S
     )
     return HostConfig(enabled=enabled, interval_s=interval)
 
@@ -316,25 +300,26 @@ def _scrape_config(
             problems.add(path_node.pos, join_key(path, "metrics_path"), 'must start with "/"')
         metrics_path = value or metrics_path
 
-    scheme = "http"
-    scheme_node = m.get("scheme")
-    if scheme_node is not None:
-        value = as_str(scheme_node, join_key(path, "scheme"), problems)
-        if value is not None and value not in ("http", "https"):
-            problems.add(
-                scheme_node.pos, join_key(path, "scheme"), f'expected http or https, got "{value}"'
-            )
-        scheme = value or scheme
+    scheme = one_of(
+        m,
+        "scheme",
+        path,
+        ("http", "https"),
+        "http",
+        problems,
+        unknown=lambda value: f'expected http or https, got "{value}"',
+    )
 
     params = _params(m.get("params"), join_key(path, "params"), problems)
-    interval, _ = _positive_duration(
-        m, "scrape_interval", path, problems, global_config.scrape_interval_s, MIN_INTERVAL_S
+    interval = duration_or(
+        m,
+        "scrape_interval",
+        path,
+        problems,
+        global_config.scrape_interval_s,
+        minimum=MIN_INTERVAL_S,
     )
-    timeout, given = _positive_duration(
-        m, "scrape_timeout", path, problems, min(global_config.scrape_timeout_s, interval)
-    )
-    if given:
-        _timeout_vs_interval(m, path, timeout, interval, problems)
+    timeout = _scrape_timeout(m, path, problems, global_config.scrape_timeout_s, interval)
 
     sample_limit = 0
     limit_node = m.get("sample_limit")
@@ -372,16 +357,8 @@ def _job_name(
     name = as_str(node, sub, problems, nonempty=True)
     if name is None:
         return None
-    first = jobs.get(name)
-    if first is not None:
-        problems.add(
-            node.pos,
-            sub,
-            f'duplicate job_name "{name}" (first defined at line {first.line}, column '
-            f"{first.column})",
-        )
+    if not claim_name(name, node, sub, "job_name", jobs, problems):
         return None
-    jobs[name] = node.pos
     if name == _HOST_JOB and host.enabled:
         problems.add(
             node.pos, sub, 'job_name "host" is taken by the built-in host collector (host.enabled)'
@@ -403,21 +380,7 @@ def _static_configs(node: Node | None, path: str, problems: Problems) -> tuple[S
         if m is None:
             continue
         check_keys(m, sub, ("targets", "labels"), problems)
-        targets: list[str] = []
-        targets_node = m.get("targets")
-        targets_seq = None
-        if targets_node is not None:
-            targets_seq = as_seq(targets_node, join_key(sub, "targets"), problems)
-        for j, target_node in enumerate(() if targets_seq is None else targets_seq.items):
-            tpath = join_index(join_key(sub, "targets"), j)
-            target = as_str(target_node, tpath, problems)
-            if target is None:
-                continue
-            why = check_target(target)
-            if why is not None:
-                problems.add(target_node.pos, tpath, why)
-                continue
-            targets.append(target)
+        targets = as_targets(m.get("targets"), join_key(sub, "targets"), problems)
         labels_node = m.get("labels")
         pairs = (
             as_str_map(
@@ -430,38 +393,6 @@ def _static_configs(node: Node | None, path: str, problems: Problems) -> tuple[S
             StaticConfig(targets=tuple(targets), labels=labelset.make(pairs or ()), position=m.pos)
         )
     return tuple(out)
-
-
-def check_target(target: str) -> str | None:
-    """Why ``target`` is not a valid ``host:port`` scrape target, or None when it is."""
-    shown = f'invalid target "{target}"'
-    if "://" in target:
-        return f'{shown}: write host:port; the scheme goes in "scheme", the path in "metrics_path"'
-    if "/" in target or "?" in target:
-        return f'{shown}: write host:port; the path goes in "metrics_path"'
-    if target.startswith("["):
-        end = target.find("]")
-        host, rest = target[1:end], target[end + 1 :]
-        try:
-            IPv6Address(host)
-        except ValueError:
-            return f"{shown}: {host!r} is not an IPv6 address"
-        if not rest.startswith(":"):
-            return f"{shown}: missing port (write [{host}]:port)"
-        port = rest[1:]
-    else:
-        if target.count(":") > 1:
-            return f"{shown}: put an IPv6 address in brackets, e.g. [::1]:9100"
-        if target.isdigit():
-            return f"{shown}: write host:port, e.g. localhost:{target}"
-        if ":" not in target:
-            return f"{shown}: missing port (write host:port, e.g. {target}:9100)"
-        host, port = target.rsplit(":", 1)
-        if not _HOSTNAME.fullmatch(host):
-            return f'{shown}: "{host}" is not a valid host name or address'
-    if not port.isdigit() or not 0 < int(port) < 65536:
-        return f'{shown}: port must be a number from 1 to 65535, got "{port}"'
-    return None
 
 
 def _check_target_label(name: str) -> str | None:

@@ -12,14 +12,18 @@ import difflib
 import math
 import re
 from collections.abc import Callable, Collection, Iterable
+from ipaddress import IPv6Address
 from typing import Final
 
-from kpimon.config.durations import parse_duration, parse_size
-from kpimon.config.yamlload import Map, Node, Scalar, Seq, describe, join_key
+from kpimon.config.durations import format_duration, parse_duration, parse_size
+from kpimon.config.yamlload import Map, Node, Scalar, Seq, describe, join_index, join_key
 from kpimon.errors import Position, Problem
 
 LABEL_NAME: Final = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 _PLAIN_NUMBER = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
+_HOSTNAME = re.compile(
+    r"[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?)*\.?"
+)
 
 
 class Problems:
@@ -51,22 +55,23 @@ def check_keys(
     problems: Problems,
     *,
     not_yet: Collection[str] = (),
+    misplaced: Callable[[str], str | None] | None = None,
 ) -> None:
     """Report every key of ``node`` that is not in ``allowed``.
 
     Keys in ``not_yet`` are known kpimon or Prometheus keys this version does not implement; they
-    get "not supported ... yet" rather than "unknown key".
+    get "not supported ... yet" rather than "unknown key". ``misplaced`` says why a key that is
+    known elsewhere does not belong here (None: it is unknown); that is reported at the key.
     """
     for key, _ in node.entries:
         name = key.text
         if name in allowed:
             continue
-        if name in not_yet:
-            problems.add(
-                key.pos,
-                join_key(path, name),
-                f'"{name}" is not supported by this version of kpimon yet',
-            )
+        why = None if misplaced is None else misplaced(name)
+        if why is None and name in not_yet:
+            why = f'"{name}" is not supported by this version of kpimon yet'
+        if why is not None:
+            problems.add(key.pos, join_key(path, name), why)
         else:
             problems.add(key.pos, path, f'unknown key "{name}"{suggestion(name, allowed)}')
 
@@ -77,6 +82,27 @@ def require(node: Map, key: str, path: str, problems: Problems) -> Node | None:
     if value is None:
         problems.add(node.pos, path, f'missing required key "{key}"')
     return value
+
+
+def claim_name(
+    name: str, node: Node, path: str, what: str, seen: dict[str, Position], problems: Problems
+) -> bool:
+    """Record ``name`` as defined at ``node``; False (and a problem) when it already was.
+
+    The first definition is named by line and column in the same file, by ``file:line:col``
+    in another one.
+    """
+    first = seen.get(name)
+    if first is not None:
+        where = (
+            f"line {first.line}, column {first.column}"
+            if first.file == node.pos.file
+            else str(first)
+        )
+        problems.add(node.pos, path, f'duplicate {what} "{name}" (first defined at {where})')
+        return False
+    seen[name] = node.pos
+    return True
 
 
 def _expected(node: Node, path: str, problems: Problems, what: str) -> None:
@@ -222,3 +248,130 @@ def as_str_map(
             continue
         out.append((key.text, text))
     return tuple(out) if ok else None
+
+
+def given_duration(
+    m: Map, key: str, path: str, problems: Problems, *, positive: bool = False, minimum: float = 0.0
+) -> float | None:
+    """``m[key]`` as a duration in seconds; None when it is absent or invalid (reported).
+
+    ``positive`` rejects 0; ``minimum`` (which implies ``positive``) rejects shorter ones.
+    """
+    node = m.get(key)
+    if node is None:
+        return None
+    sub = join_key(path, key)
+    value = as_duration(node, sub, problems)
+    if value is None:
+        return None
+    if (positive or minimum) and value <= 0:
+        problems.add(node.pos, sub, f"must be greater than 0, got {format_duration(value)}")
+        return None
+    if value < minimum:
+        problems.add(
+            node.pos,
+            sub,
+            f"must be at least {format_duration(minimum)}, got {format_duration(value)}",
+        )
+        return None
+    return value
+
+
+def duration_or(
+    m: Map,
+    key: str,
+    path: str,
+    problems: Problems,
+    default: float,
+    *,
+    positive: bool = False,
+    minimum: float = 0.0,
+) -> float:
+    """:func:`given_duration`, or ``default`` when the key is absent or invalid."""
+    value = given_duration(m, key, path, problems, positive=positive, minimum=minimum)
+    return default if value is None else value
+
+
+def one_of(
+    m: Map,
+    key: str,
+    path: str,
+    choices: tuple[str, ...],
+    default: str,
+    problems: Problems,
+    *,
+    unknown: Callable[[str], str] | None = None,
+) -> str:
+    """``m[key]``, a string among ``choices``, or ``default`` when absent or invalid.
+
+    ``unknown`` words the problem for a value not among the choices (default: ``expected a, b
+    or c, got "x"`` with a did-you-mean hint).
+    """
+    node = m.get(key)
+    if node is None:
+        return default
+    sub = join_key(path, key)
+    value = as_str(node, sub, problems)
+    if value is None:
+        return default
+    if value not in choices:
+        if unknown is None:
+            alternatives = ", ".join(choices[:-1]) + f" or {choices[-1]}"
+            message = f'expected {alternatives}, got "{value}"{suggestion(value, choices)}'
+        else:
+            message = unknown(value)
+        problems.add(node.pos, sub, message)
+        return default
+    return value
+
+
+def check_target(target: str) -> str | None:
+    """Why ``target`` is not a valid ``host:port`` scrape target, or None when it is."""
+    shown = f'invalid target "{target}"'
+    if "://" in target:
+        return f'{shown}: write host:port; the scheme goes in "scheme", the path in "metrics_path"'
+    if "/" in target or "?" in target:
+        return f'{shown}: write host:port; the path goes in "metrics_path"'
+    if target.startswith("["):
+        end = target.find("]")
+        host, rest = target[1:end], target[end + 1 :]
+        try:
+            IPv6Address(host)
+        except ValueError:
+            return f"{shown}: {host!r} is not an IPv6 address"
+        if not rest.startswith(":"):
+            return f"{shown}: missing port (write [{host}]:port)"
+        port = rest[1:]
+    else:
+        if target.count(":") > 1:
+            return f"{shown}: put an IPv6 address in brackets, e.g. [::1]:9100"
+        if target.isdigit():
+            return f"{shown}: write host:port, e.g. localhost:{target}"
+        if ":" not in target:
+            return f"{shown}: missing port (write host:port, e.g. {target}:9100)"
+        host, port = target.rsplit(":", 1)
+        if not _HOSTNAME.fullmatch(host):
+            return f'{shown}: "{host}" is not a valid host name or address'
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        return f'{shown}: port must be a number from 1 to 65535, got "{port}"'
+    return None
+
+
+def as_targets(
+    node: Node | None, path: str, problems: Problems, *, path_key: str = "metrics_path"
+) -> list[str]:
+    """A ``targets`` list of ``host:port`` strings (absent: none), each checked with
+    :func:`check_target`; ``path_key`` is the key that holds the URL path where it is used."""
+    seq = None if node is None else as_seq(node, path, problems)
+    targets: list[str] = []
+    for i, item in enumerate(() if seq is None else seq.items):
+        sub = join_index(path, i)
+        target = as_str(item, sub, problems)
+        if target is None:
+            continue
+        why = check_target(target)
+        if why is not None:
+            problems.add(item.pos, sub, why.replace('"metrics_path"', f'"{path_key}"'))
+            continue
+        targets.append(target)
+    return targets

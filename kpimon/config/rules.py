@@ -17,7 +17,6 @@ from kpimon.config.alerting import check_annotation_templates
 from kpimon.config.durations import format_duration
 from kpimon.config.fields import (
     Problems,
-    as_duration,
     as_map,
     as_number,
     as_seq,
@@ -25,6 +24,9 @@ from kpimon.config.fields import (
     as_str_map,
     check_keys,
     check_label_name,
+    claim_name,
+    duration_or,
+    one_of,
     require,
     suggestion,
 )
@@ -45,6 +47,7 @@ from kpimon.config.yamlload import Map, Node, Scalar, join_index, join_key, load
 from kpimon.errors import Position, Problem, PromQLError
 from kpimon.kpi.schedule import DAY_NAMES, MINUTES_PER_DAY, Window, parse_time_of_day, zone
 from kpimon.promql.compile import CompiledExpr, compile_expr
+from kpimon.textfmt import plain_number as _num
 
 KPI_NAME: Final = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 
@@ -150,7 +153,7 @@ def _kpi(
     expr, expr_pos = _expr(m, path, problems)
     target = _target(m.get("target"), join_key(path, "target"), problems)
     levels = _levels(m, path, problems, semantics)
-    max_gap = _duration(m, "max_gap", path, problems)
+    max_gap = duration_or(m, "max_gap", path, problems, 0.0)
     if semantics == "prometheus" and max_gap:
         problems.add(
             _value_pos(m, "max_gap"),
@@ -220,38 +223,18 @@ def _name(m: Map, path: str, problems: Problems, seen: dict[str, Position]) -> s
             node.pos, sub, f'invalid KPI name "{name}" (must match [a-zA-Z_:][a-zA-Z0-9_:]*)'
         )
         return None
-    first = seen.get(name)
-    if first is not None:
-        where = (
-            f"line {first.line}, column {first.column}"
-            if first.file == node.pos.file
-            else str(first)
-        )
-        problems.add(node.pos, sub, f'duplicate KPI name "{name}" (first defined at {where})')
-        return None
-    seen[name] = node.pos
-    return name
+    return name if claim_name(name, node, sub, "KPI name", seen, problems) else None
 
 
 def _choice(
     m: Map, key: str, path: str, choices: tuple[str, ...], default: str, problems: Problems
 ) -> str:
-    node = m.get(key)
-    if node is None:
-        return default
-    sub = join_key(path, key)
-    value = as_str(node, sub, problems)
-    if value is None:
-        return default
-    if value not in choices:
-        problems.add(
-            node.pos,
-            sub,
-            f'unknown {key} "{value}"{suggestion(value, choices)}; expected one of '
-            + ", ".join(choices),
+    def unknown(value: str) -> str:
+        return f'unknown {key} "{value}"{suggestion(value, choices)}; expected one of ' + ", ".join(
+            choices
         )
-        return default
-    return value
+
+    return one_of(m, key, path, choices, default, problems, unknown=unknown)
 
 
 def _source(m: Map, path: str, problems: Problems) -> None:
@@ -281,14 +264,21 @@ def _expr(m: Map, path: str, problems: Problems) -> tuple[CompiledExpr | None, P
     text = as_str(node, sub, problems, nonempty=True)
     if text is None:
         return None, None
+    expr = compile_at(text, node, sub, problems)
+    return (None, None) if expr is None else (expr, node.pos)
+
+
+def compile_at(text: str, node: Node, path: str, problems: Problems) -> CompiledExpr | None:
+    """``text`` (the value of ``node``) compiled; a PromQL error is reported at the spot in
+    the value where it was found, when that can be known."""
     try:
-        return compile_expr(text), node.pos
+        return compile_expr(text)
     except PromQLError as exc:
         pos = node.pos
         if exc.offset is not None and isinstance(node, Scalar):
             pos = position_at(node, exc.offset)
-        problems.add(pos, sub, exc.message)
-        return None, None
+        problems.add(pos, path, exc.message)
+        return None
 
 
 def _direction(m: Map, path: str, problems: Problems, what: str) -> tuple[Direction, float] | None:
@@ -365,8 +355,8 @@ def _level(
     before = len(problems)
     check_keys(m, path, _LEVEL_KEYS, problems)
     found = _direction(m, path, problems, "a level")
-    for_s = _duration(m, "for", path, problems)
-    clear_for_s = _duration(m, "clear_for", path, problems)
+    for_s = duration_or(m, "for", path, problems, 0.0)
+    clear_for_s = duration_or(m, "clear_for", path, problems, 0.0)
     if "keep_firing_for" in m:
         if "clear_for" in m:
             key = m.key("keep_firing_for")
@@ -381,23 +371,12 @@ def _level(
                 "Prometheus' name for it); use one",
             )
         else:
-            clear_for_s = _duration(m, "keep_firing_for", path, problems)
-    clear: float | None = None
-    clear_node = m.get("clear")
-    if clear_node is not None:
-        clear = as_number(clear_node, join_key(path, "clear"), problems)
-        if semantics == "prometheus":
-            problems.add(
-                clear_node.pos,
-                join_key(path, "clear"),
-                "clear is not available with semantics: prometheus (Prometheus alerting rules "
-                "resolve at the threshold)",
-            )
+            clear_for_s = duration_or(m, "keep_firing_for", path, problems, 0.0)
+    clear, clear_node = _clear(m, path, problems, semantics)
     if found is not None and clear is not None and clear_node is not None:
         direction, threshold = found
-        wrong = clear > threshold if direction == "above" else clear < threshold
-        if wrong:
-            side = "at or below" if direction == "above" else "at or above"
+        side = _wrong_side(direction, threshold, clear)
+        if side is not None:
             problems.add(
                 clear_node.pos,
                 join_key(path, "clear"),
@@ -424,6 +403,31 @@ def _level(
         schedule=schedule,
         position=m.pos,
     )
+
+
+def _clear(
+    m: Map, path: str, problems: Problems, semantics: str
+) -> tuple[float | None, Node | None]:
+    """A level's or schedule entry's ``clear`` number and its node (None, None: not given)."""
+    node = m.get("clear")
+    if node is None:
+        return None, None
+    clear = as_number(node, join_key(path, "clear"), problems)
+    if semantics == "prometheus":
+        problems.add(
+            node.pos,
+            join_key(path, "clear"),
+            "clear is not available with semantics: prometheus (Prometheus alerting rules "
+            "resolve at the threshold)",
+        )
+    return clear, node
+
+
+def _wrong_side(direction: Direction, threshold: float, clear: float) -> str | None:
+    """Where ``clear`` must be, when it is on the wrong side of ``threshold`` (else None)."""
+    if direction == "above":
+        return "at or below" if clear > threshold else None
+    return "at or above" if clear < threshold else None
 
 
 def _schedule(
@@ -474,27 +478,16 @@ def _window(
             f'the level is an "{direction}" level, so its schedule entries set "{direction}" '
             f'too, not "{found[0]}"',
         )
-    clear: float | None = None
-    clear_node = m.get("clear")
-    if clear_node is not None:
-        clear = as_number(clear_node, join_key(path, "clear"), problems)
-        if semantics == "prometheus":
-            problems.add(
-                clear_node.pos,
-                join_key(path, "clear"),
-                "clear is not available with semantics: prometheus (Prometheus alerting rules "
-                "resolve at the threshold)",
-            )
-        elif found is not None and clear is not None:
-            wrong = clear > found[1] if direction == "above" else clear < found[1]
-            if wrong:
-                side = "at or below" if direction == "above" else "at or above"
-                problems.add(
-                    clear_node.pos,
-                    join_key(path, "clear"),
-                    f"clear must be {side} the entry's threshold ({_num(found[1])}), "
-                    f"got {_num(clear)}",
-                )
+    clear, clear_node = _clear(m, path, problems, semantics)
+    side = None
+    if semantics != "prometheus" and found is not None and clear is not None:
+        side = _wrong_side(direction, found[1], clear)
+    if side is not None and clear_node is not None and found is not None and clear is not None:
+        problems.add(
+            clear_node.pos,
+            join_key(path, "clear"),
+            f"clear must be {side} the entry's threshold ({_num(found[1])}), got {_num(clear)}",
+        )
     if len(problems) > before:
         return None
     assert days is not None
@@ -671,14 +664,6 @@ def _consistent(warning: Level, critical: Level, path: str, problems: Problems) 
     return True
 
 
-def _duration(m: Map, key: str, path: str, problems: Problems, default: float = 0.0) -> float:
-    node = m.get(key)
-    if node is None:
-        return default
-    value = as_duration(node, join_key(path, key), problems)
-    return default if value is None else value
-
-
 def _no_data(node: Node | None, path: str, problems: Problems) -> NoData | None:
     if node is None:
         return NoData()
@@ -688,8 +673,8 @@ def _no_data(node: Node | None, path: str, problems: Problems) -> NoData | None:
     before = len(problems)
     check_keys(m, path, ("after", "resolve_after"), problems)
     default = NoData()
-    after = _duration(m, "after", path, problems, default.after_s)
-    resolve_after = _duration(m, "resolve_after", path, problems, default.resolve_after_s)
+    after = duration_or(m, "after", path, problems, default.after_s)
+    resolve_after = duration_or(m, "resolve_after", path, problems, default.resolve_after_s)
     if len(problems) > before:
         return None
     if resolve_after < after:
@@ -723,7 +708,3 @@ def _labels(node: Node | None, path: str, problems: Problems) -> labelset.Labels
 
 def _article(word: str) -> str:
     return "an" if word[0] in "aeiou" else "a"
-
-
-def _num(x: float) -> str:
-    return str(int(x)) if x.is_integer() and abs(x) < 1e15 else repr(x)

@@ -40,6 +40,8 @@ from kpimon.kpi.machine import (
 from kpimon.kpi.schedule import DAY_NAMES, Window
 from kpimon.kpi.summary import format_value, rfc3339
 from kpimon.labels import Labels
+from kpimon.textfmt import json_number
+from kpimon.textfmt import plain_number as _n
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -399,13 +401,6 @@ def _opt(x: float) -> float | None:
     return None if math.isnan(x) else x
 
 
-def _n(x: float) -> str:
-    """A threshold as written in a rule: ``70``, ``0.95``, ``1e+21``."""
-    if math.isfinite(x) and x == int(x) and abs(x) < 1e15:
-        return str(int(x))
-    return repr(x)
-
-
 def _stamp(t: float) -> str:
     """A time in a sentence: RFC 3339 to the second (the JSON fields keep the fraction)."""
     return rfc3339(math.floor(t))
@@ -449,7 +444,7 @@ def explanation_doc(exp: KpiExplanation, evaluation_error: str | None = None) ->
 def _series_doc(s: SeriesExplanation) -> dict[str, object]:
     return {
         "labels": dict(s.labels),
-        "value": _num(s.value),
+        "value": json_number(s.value),
         "status": s.status,
         "status_code": s.status_code,
         "status_since": rfc3339(s.status_since),
@@ -471,8 +466,8 @@ def _level_doc(lx: LevelExplanation) -> dict[str, object]:
         "condition": lx.condition,
         "condition_holds": lx.condition_holds,
         "clear_condition": lx.clear_condition,
-        "threshold": _num(lx.threshold),
-        "clear": _num(lx.clear),
+        "threshold": json_number(lx.threshold),
+        "clear": json_number(lx.clear),
         "for_seconds": lx.for_s,
         "clear_for_seconds": lx.clear_for_s,
         "schedule": lx.schedule,
@@ -490,12 +485,3 @@ def _level_doc(lx: LevelExplanation) -> dict[str, object]:
 
 def _time(t: float | None) -> str | None:
     return None if t is None else rfc3339(t)
-
-
-def _num(x: float | None) -> float | str | None:
-    """Numbers JSON can carry; NaN and infinities as the Prometheus HTTP API spells them."""
-    if x is None or math.isfinite(x):
-        return x
-    if math.isnan(x):
-        return "NaN"
-    return "+Inf" if x > 0 else "-Inf"

@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import json
 import math
 from collections.abc import Iterable
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import aiohttp
 
+from kpimon.clock import Clock
+from kpimon.config.alerting import HookConfig
 from kpimon.config.secrets import Secret
 from kpimon.notify.model import SendResult
 
@@ -131,6 +135,56 @@ async def post(
     return SendResult(
         result.outcome, scrub(result.reason, secrets), result.retry_after_s, result.status
     )
+
+
+def json_bytes(doc: Any) -> bytes:
+    """``doc`` as a UTF-8 JSON body (non-ASCII characters kept as they are)."""
+    return json.dumps(doc, ensure_ascii=False).encode()
+
+
+class HttpHook:
+    """What the HTTP hooks (PagerDuty, Slack, webhook) share: their config, the session, the
+    clock, and :meth:`post` with the hook's timeout."""
+
+    max_batch: int = 1
+    required: ClassVar[str] = "url"
+    """The :class:`HookConfig` secret this kind of hook cannot do without."""
+
+    def __init__(
+        self,
+        config: HookConfig,
+        session: aiohttp.ClientSession,
+        *,
+        clock: Clock,
+        external_url: str = "",
+    ) -> None:
+        assert getattr(config, self.required) is not None
+        self.name = config.name
+        self._config = config
+        self._session = session
+        self._clock = clock
+        self._external_url = external_url
+
+    async def post(
+        self,
+        url: str,
+        data: bytes,
+        *,
+        label: str,
+        secret: str,
+        content_type: str = "application/json",
+    ) -> SendResult:
+        """:func:`post` ``data`` to ``url`` within the hook's timeout, scrubbing ``secret``."""
+        return await post(
+            self._session,
+            url,
+            data,
+            content_type=content_type,
+            timeout_s=self._config.timeout_s,
+            label=label,
+            now=self._clock.wall(),
+            secrets=(secret,),
+        )
 
 
 def _user_agent() -> str:

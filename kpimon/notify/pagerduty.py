@@ -14,10 +14,7 @@ import json
 from collections.abc import Sequence
 from typing import Any, Final
 
-import aiohttp
-
-from kpimon.clock import Clock
-from kpimon.config.alerting import PAGERDUTY_URL, HookConfig, SecretError
+from kpimon.config.alerting import PAGERDUTY_URL, SecretError
 from kpimon.labels import get
 from kpimon.notify import http
 from kpimon.notify.model import AlertEvent, SendResult, rfc3339
@@ -87,25 +84,10 @@ def event_body(event: AlertEvent, routing_key: str, *, client_url: str = "") -> 
     return body
 
 
-class PagerDutyHook:
+class PagerDutyHook(http.HttpHook):
     """Sends one event per call (``max_batch`` 1)."""
 
-    max_batch: int = 1
-
-    def __init__(
-        self,
-        config: HookConfig,
-        session: aiohttp.ClientSession,
-        *,
-        clock: Clock,
-        external_url: str = "",
-    ) -> None:
-        assert config.routing_key is not None
-        self.name = config.name
-        self._config = config
-        self._session = session
-        self._clock = clock
-        self._external_url = external_url
+    required = "routing_key"
 
     async def send(self, events: Sequence[AlertEvent]) -> SendResult:
         if len(events) != 1:
@@ -120,13 +102,4 @@ class PagerDutyHook:
             # A missing key file may be fixed by an operator: retry until max_retry_duration.
             return SendResult("retryable", f"{label}: routing_key: {exc}")
         body = event_body(events[0], key, client_url=self._external_url)
-        return await http.post(
-            self._session,
-            url,
-            json.dumps(body, ensure_ascii=False).encode(),
-            content_type="application/json",
-            timeout_s=config.timeout_s,
-            label=label,
-            now=self._clock.wall(),
-            secrets=(key,),
-        )
+        return await self.post(url, http.json_bytes(body), label=label, secret=key)

@@ -8,14 +8,10 @@ carries ``Retry-After``, which is honoured; 5xx is retried, other 4xx are perman
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
-import aiohttp
-
-from kpimon.clock import Clock
-from kpimon.config.alerting import HookConfig, SecretError
+from kpimon.config.alerting import SecretError
 from kpimon.notify import http
 from kpimon.notify.model import AlertEvent, SendResult
 from kpimon.notify.templates import format_value
@@ -63,24 +59,8 @@ def message(event: AlertEvent) -> dict[str, Any]:
     return {"text": text, "blocks": blocks}
 
 
-class SlackHook:
+class SlackHook(http.HttpHook):
     """Posts one message per call (``max_batch`` 1)."""
-
-    max_batch: int = 1
-
-    def __init__(
-        self,
-        config: HookConfig,
-        session: aiohttp.ClientSession,
-        *,
-        clock: Clock,
-        external_url: str = "",
-    ) -> None:
-        assert config.url is not None
-        self.name = config.name
-        self._config = config
-        self._session = session
-        self._clock = clock
 
     async def send(self, events: Sequence[AlertEvent]) -> SendResult:
         if len(events) != 1:
@@ -91,13 +71,9 @@ class SlackHook:
             url = await http.reveal(self._config.url)
         except SecretError as exc:
             return SendResult("retryable", f"{label}: url: {exc}")
-        return await http.post(
-            self._session,
+        return await self.post(
             url,
-            json.dumps(message(events[0]), ensure_ascii=False).encode(),
-            content_type="application/json",
-            timeout_s=self._config.timeout_s,
+            http.json_bytes(message(events[0])),
             label=f"{label} ({http.redact_url(url)})",
-            now=self._clock.wall(),
-            secrets=(url,),
+            secret=url,
         )

@@ -15,10 +15,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-import aiohttp
-
-from kpimon.clock import Clock
-from kpimon.config.alerting import HookConfig, SecretError
+from kpimon.config.alerting import SecretError
 from kpimon.labels import format_labels
 from kpimon.notify import http, templates
 from kpimon.notify.model import AlertEvent, SendResult, fingerprint, rfc3339, zero_time
@@ -79,25 +76,10 @@ def render_body(template: str, message: dict[str, Any]) -> tuple[bytes, str]:
     return text.encode(), "application/json"
 
 
-class WebhookHook:
+class WebhookHook(http.HttpHook):
     """POSTs a group of alerts per call."""
 
     max_batch: int = 1000
-
-    def __init__(
-        self,
-        config: HookConfig,
-        session: aiohttp.ClientSession,
-        *,
-        clock: Clock,
-        external_url: str = "",
-    ) -> None:
-        assert config.url is not None
-        self.name = config.name
-        self._config = config
-        self._session = session
-        self._clock = clock
-        self._external_url = external_url
 
     async def send(self, events: Sequence[AlertEvent]) -> SendResult:
         assert self._config.url is not None
@@ -109,22 +91,10 @@ class WebhookHook:
         label = f"{label} ({http.redact_url(url)})"
         message = webhook_v4(events, receiver=self.name, external_url=self._external_url)
         if self._config.body is None:
-            data, content_type = (
-                json.dumps(message, ensure_ascii=False).encode(),
-                "application/json",
-            )
+            data, content_type = http.json_bytes(message), "application/json"
         else:
             try:
                 data, content_type = render_body(self._config.body, message)
             except templates.TemplateError as exc:
                 return SendResult("permanent", f"{label}: body template failed: {exc}")
-        return await http.post(
-            self._session,
-            url,
-            data,
-            content_type=content_type,
-            timeout_s=self._config.timeout_s,
-            label=label,
-            now=self._clock.wall(),
-            secrets=(url,),
-        )
+        return await self.post(url, data, label=label, secret=url, content_type=content_type)

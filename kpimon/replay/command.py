@@ -10,10 +10,8 @@ options do not fit the data, or the journal under ``--storage.path`` cannot be u
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, TextIO
 
@@ -22,6 +20,7 @@ from kpimon.config.models import Kpi
 from kpimon.config.rules import is_rule_file, parse_rules
 from kpimon.config.yamlload import load_yaml
 from kpimon.errors import ConfigError, JournalError, Position, Problem
+from kpimon.logs import silenced
 from kpimon.replay.csvdata import read_csv
 from kpimon.replay.data import DataError, Recording, merge
 from kpimon.replay.driver import DEFAULT_STEP_S, ReplayError, ReplayOptions, replay
@@ -74,7 +73,7 @@ def run_replay(request: Request, out: TextIO, err: TextIO) -> int:
     progress = Progress(err)
     persistence = None
     try:
-        with _quiet_engine():
+        with silenced("kpimon.engine"):  # transitions and errors are the report's business
             if request.storage_path is not None:
                 persistence = Persistence(request.storage_path, synchronous=STORAGE_SYNCHRONOUS)
             result = replay(kpis, recording, options, progress=progress, persistence=persistence)
@@ -188,18 +187,6 @@ def _decode(data: bytes, path: str) -> str:
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         raise DataError(path, line, f"not UTF-8 text (byte 0x{data[exc.start]:02x})") from None
-
-
-@contextlib.contextmanager
-def _quiet_engine() -> Iterator[None]:
-    """Transitions and evaluation errors are the report's business, not log lines."""
-    log = logging.getLogger("kpimon.engine")
-    level = log.level
-    log.setLevel(logging.CRITICAL + 1)
-    try:
-        yield
-    finally:
-        log.setLevel(level)
 
 
 __all__ = ["Request", "load_data", "load_rules", "read_data_file", "run_replay"]

@@ -11,20 +11,20 @@ no file was given).
 
 from __future__ import annotations
 
-import contextlib
 import glob
-import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import TextIO
 
 from kpimon.config.fields import Problems
 from kpimon.config.loader import load_rule_paths, read_file, resolve_rule_files
 from kpimon.config.models import Kpi
 from kpimon.errors import ConfigError
+from kpimon.logs import silenced
 from kpimon.ruletest.loader import parse_test_file
 from kpimon.ruletest.model import TestFile
 from kpimon.ruletest.runner import FileResult, run_test_file
+from kpimon.textfmt import count
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -50,7 +50,7 @@ def run_tests(paths: Sequence[str], out: TextIO, err: TextIO) -> int:
             invalid += 1
             status = EXIT_INVALID
             continue
-        with _quiet_engine():
+        with silenced("kpimon.engine"):  # transitions and errors are the tests' business
             result = run_test_file(test_file, kpis)
         _report(result, out, err)
         failing = len({f.group for f in result.failures})
@@ -60,11 +60,11 @@ def run_tests(paths: Sequence[str], out: TextIO, err: TextIO) -> int:
             status = max(status, EXIT_FAILED)
     groups = passed + failed
     summary = (
-        f"kpimon test: {_count(groups, 'test group')} in {_count(len(paths), 'file')}: "
+        f"kpimon test: {count(groups, 'test group')} in {count(len(paths), 'file')}: "
         f"{passed} passed, {failed} failed"
     )
     if invalid:
-        summary += f", {_count(invalid, 'invalid file')}"
+        summary += f", {count(invalid, 'invalid file')}"
     print(summary, file=out if status == EXIT_OK else err)
     return status
 
@@ -107,19 +107,3 @@ def _report(result: FileResult, out: TextIO, err: TextIO) -> None:
             print(f"  in {group}:", file=err)
         print(failure.text, file=err)
         print(file=err)
-
-
-@contextlib.contextmanager
-def _quiet_engine() -> Iterator[None]:
-    """Transitions and evaluation errors are the tests' business, not log lines."""
-    log = logging.getLogger("kpimon.engine")
-    level = log.level
-    log.setLevel(logging.CRITICAL + 1)
-    try:
-        yield
-    finally:
-        log.setLevel(level)
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

@@ -25,6 +25,7 @@ from kpimon.config.fields import (
     as_str_map,
     check_keys,
 )
+from kpimon.config.rules import compile_at
 from kpimon.config.yamlload import (
     Map,
     Node,
@@ -35,8 +36,7 @@ from kpimon.config.yamlload import (
     load_yaml,
     position_at,
 )
-from kpimon.errors import Position, Problem, PromQLError
-from kpimon.promql.compile import compile_expr
+from kpimon.errors import Position, Problem
 from kpimon.ruletest.model import (
     DEFAULT_EVALUATION_INTERVAL_MS,
     AlertTest,
@@ -307,13 +307,7 @@ def _promql_test(node: Node, path: str, problems: Problems) -> PromqlTest | None
     found = _scalar_text(m, "expr", path, problems)
     if found is not None:
         text, expr_node = found
-        try:
-            expr = compile_expr(text)
-        except PromQLError as exc:
-            pos = expr_node.pos
-            if exc.offset is not None and isinstance(expr_node, Scalar):
-                pos = position_at(expr_node, exc.offset)
-            problems.add(pos, join_key(path, "expr"), exc.message)
+        expr = compile_at(text, expr_node, join_key(path, "expr"), problems)
     samples: list[ExpSample] = []
     for i, item in enumerate(_items(m, "exp_samples", path, problems)):
         sub = join_index(join_key(path, "exp_samples"), i)

@@ -23,6 +23,7 @@ from kpimon.kpi.engine import Engine
 from kpimon.kpi.explain import explain, explanation_doc
 from kpimon.kpi.summary import rfc3339, series_reports
 from kpimon.labels import Labels, decode_key
+from kpimon.textfmt import json_number
 from kpimon.web.render import CONTENT_TYPE, MetricsView, Renderer
 
 log = logging.getLogger("kpimon.http")
@@ -56,15 +57,6 @@ DAEMON = web.AppKey("daemon", DaemonView)
 RENDERER = web.AppKey("renderer", Renderer)
 
 
-def _finite(value: float | None) -> float | str | None:
-    """JSON has no NaN or infinities: send them as the Prometheus HTTP API does, as strings."""
-    if value is None or math.isfinite(value):
-        return value
-    if math.isnan(value):
-        return "NaN"
-    return "+Inf" if value > 0 else "-Inf"
-
-
 def _json(doc: object, status: int = 200) -> web.Response:
     return web.json_response(doc, status=status, dumps=_strict_dumps)
 
@@ -94,19 +86,19 @@ def _kpi_docs(daemon: DaemonView, name: str | None = None) -> list[dict[str, obj
                 {
                     "kpi": rep.kpi,
                     "labels": dict(rep.labels),
-                    "value": _finite(rep.value),
+                    "value": json_number(rep.value),
                     "status": rep.status,
                     "status_code": rep.status_code,
                     "since": rfc3339(rep.since),
                     "owner": rt.kpi.owner,
                     "unit": rt.kpi.unit,
                     "target": (
-                        {rt.kpi.target.direction: _finite(rt.kpi.target.value)}
+                        {rt.kpi.target.direction: json_number(rt.kpi.target.value)}
                         if rt.kpi.target is not None
                         else None
                     ),
                     "levels": {
-                        level: {**doc, "threshold": _finite(float(str(doc["threshold"])))}
+                        level: {**doc, "threshold": json_number(float(str(doc["threshold"])))}
                         for level, doc in rep.levels.items()
                     },
                     "error": rt.last_error,

@@ -179,26 +179,36 @@ def run_kpimon(case: Case, *, live: bool = True) -> Result:
     return Result(samples=tuple(zip(res.labels, res.values.tolist(), strict=True)))
 
 
-def promtool_file(path: Path, cases: Iterable[tuple[Case, Result]]) -> None:
-    """Write one promtool test file: each case a test group expecting ``Result``'s samples."""
-    groups = []
-    for case, result in cases:
-        exp = [
-            {"labels": format_labels(lab) if lab else "{}", "value": value}
-            for lab, value in result.samples
-        ]
-        groups.append(
-            {
-                "interval": case.interval,
-                "input_series": [{"series": s, "values": v} for s, v in case.series],
-                "promql_expr_test": [
-                    {"expr": case.expr, "eval_time": case.at, "exp_samples": exp},
-                    load_everything(case),
-                ],
-            }
-        )
+def expectation(
+    expr: str, eval_time: str, samples: Iterable[tuple[Labels, float]]
+) -> dict[str, object]:
+    """One ``promql_expr_test`` entry: ``expr`` at ``eval_time`` gives ``samples``."""
+    exp = [{"labels": format_labels(lab) if lab else "{}", "value": v} for lab, v in samples]
+    return {"expr": expr, "eval_time": eval_time, "exp_samples": exp}
+
+
+def group_for(case: Case, tests: list[dict[str, object]]) -> dict[str, object]:
+    """A promtool test group: the case's input series, checked by ``tests``."""
+    return {
+        "interval": case.interval,
+        "input_series": [{"series": s, "values": v} for s, v in case.series],
+        "promql_expr_test": tests,
+    }
+
+
+def write_tests(path: Path, groups: list[dict[str, object]]) -> None:
+    """Write a promtool test file (no rule files, 1m evaluation interval) of ``groups``."""
     doc = {"rule_files": [], "evaluation_interval": "1m", "tests": groups}
     path.write_text(yaml.safe_dump(doc, sort_keys=False, width=1000))
+
+
+def promtool_file(path: Path, cases: Iterable[tuple[Case, Result]]) -> None:
+    """Write one promtool test file: each case a test group expecting ``Result``'s samples."""
+    groups = [
+        group_for(case, [expectation(case.expr, case.at, result.samples), load_everything(case)])
+        for case, result in cases
+    ]
+    write_tests(path, groups)
 
 
 @dataclass(frozen=True)
@@ -292,7 +302,8 @@ def load_everything(case: Case) -> dict[str, object]:
     }
 
 
-def _bits(result: Result) -> set[tuple[Labels, str]]:
+def bits(result: Result) -> set[tuple[Labels, str]]:
+    """The samples of ``result`` with each value's exact bits (``float.hex``; NaN as NaN)."""
     return {(lab, "NaN" if math.isnan(v) else v.hex()) for lab, v in result.samples}
 
 
@@ -308,7 +319,7 @@ def order_sensitive(case: Case, result: Result, seed: int = 0) -> bool:
     random.Random(seed).shuffle(orders[1])
     for order in orders:
         other = answer(Case(order, case.expr, case.at, case.interval, case.note))
-        if _bits(other) != _bits(result) or other.error != result.error:
+        if bits(other) != bits(result) or other.error != result.error:
             return True
     return False
 
@@ -328,8 +339,7 @@ def exact_tests(case: Case, result: Result) -> list[dict[str, object]]:
     """
 
     def test(expr: str, samples: Iterable[tuple[Labels, float]]) -> dict[str, object]:
-        exp = [{"labels": format_labels(lab) if lab else "{}", "value": v} for lab, v in samples]
-        return {"expr": expr, "eval_time": case.at, "exp_samples": exp}
+        return expectation(expr, case.at, samples)
 
     if result.error is not None or result.crash is not None or result.refused is not None:
         return [test(case.expr, [(ERROR_SENTINEL, 0.0)])]
@@ -367,13 +377,7 @@ NAME_LABEL = "kpimon_name"
 def case_file(path: Path, case: Case, result: Result) -> int:
     """Write one promtool test file checking ``result`` for ``case``; the number of tests."""
     tests = [*exact_tests(case, result), load_everything(case)]
-    group = {
-        "interval": case.interval,
-        "input_series": [{"series": s, "values": v} for s, v in case.series],
-        "promql_expr_test": tests,
-    }
-    doc = {"rule_files": [], "evaluation_interval": "1m", "tests": [group]}
-    path.write_text(yaml.safe_dump(doc, sort_keys=False, width=1000))
+    write_tests(path, [group_for(case, tests)])
     return len(tests) - 1
 
 
@@ -473,7 +477,7 @@ def promtool_varies(case: Case, result: Result, tmp: Path, runs: int = 12) -> bo
 
 def _differs_live(case: Case, result: Result) -> bool:
     """Fed samples only up to the eval time, does kpimon answer otherwise?"""
-    return not reads_future(case) and _bits(answer(case, live=True)) != _bits(result)
+    return not reads_future(case) and bits(answer(case, live=True)) != bits(result)
 
 
 def differential(
@@ -514,6 +518,15 @@ def differential(
             kind = LIVE_DIFFERS
         verdicts.append(Verdict(case, kind, result, report.text if report else ""))
     return verdicts
+
+
+def unordered_error(message: str) -> str:
+    """An error message with its bracketed list of series sorted (their order is the input's)."""
+    head, sep, rest = message.partition(": [")
+    if not sep:
+        return message
+    inside, _, tail = rest.partition("]")
+    return head + sep + ", ".join(sorted(re.findall(r"\{[^}]*\}", inside))) + "]" + tail
 
 
 def _go_unquote(quoted: str) -> str:

@@ -16,11 +16,20 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-import yaml
 
-from kpimon.labels import Labels, format_labels
+from kpimon.labels import Labels
 from kpimon.promql import compile_expr, plan
-from tests.helpers.promql import Case, Result, go_duration, run_kpimon, run_promtool
+from tests.helpers.promql import (
+    Case,
+    Result,
+    bits,
+    expectation,
+    go_duration,
+    group_for,
+    run_kpimon,
+    run_promtool,
+    write_tests,
+)
 
 pytestmark = pytest.mark.debian
 
@@ -414,8 +423,7 @@ ERROR_CASES: list[Case] = [
 
 def _nan_safe_tests(case: Case, result: Result) -> list[dict[str, object]]:
     def test(expr: str, samples: list[tuple[Labels, float]]) -> dict[str, object]:
-        exp = [{"labels": format_labels(lab) if lab else "{}", "value": v} for lab, v in samples]
-        return {"expr": expr, "eval_time": case.at, "exp_samples": exp}
+        return expectation(expr, case.at, samples)
 
     samples = list(result.samples)
     if not any(math.isnan(v) for _, v in samples):
@@ -434,22 +442,16 @@ def _nan_safe_tests(case: Case, result: Result) -> list[dict[str, object]]:
 
 
 def _write(path: Path, cases: list[tuple[Case, Result]], *, expect_error: bool = False) -> None:
-    groups = []
-    for case, result in cases:
-        tests = (
-            [{"expr": case.expr, "eval_time": case.at, "exp_samples": []}]
+    groups = [
+        group_for(
+            case,
+            [expectation(case.expr, case.at, [])]
             if expect_error
-            else _nan_safe_tests(case, result)
+            else _nan_safe_tests(case, result),
         )
-        groups.append(
-            {
-                "interval": case.interval,
-                "input_series": [{"series": s, "values": v} for s, v in case.series],
-                "promql_expr_test": tests,
-            }
-        )
-    doc = {"rule_files": [], "evaluation_interval": "1m", "tests": groups}
-    path.write_text(yaml.safe_dump(doc, sort_keys=False, width=1000))
+        for case, result in cases
+    ]
+    write_tests(path, groups)
 
 
 @pytest.fixture(scope="module")
@@ -495,16 +497,12 @@ def test_errors_agree(promtool_run: dict[str, object]) -> None:
 def test_fast_and_general_paths_agree(case: Case) -> None:
     """Evaluating with later samples present (general path) gives the same bits as live."""
     live, past = run_kpimon(case, live=True), run_kpimon(case, live=False)
-    assert _bits(past) == _bits(live)
+    assert bits(past) == bits(live)
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c.expr}@{c.at}")
 def test_answers_do_not_depend_on_series_order(case: Case) -> None:
     """promtool loads series in random order: a case must not depend on the input order."""
-    expected = _bits(run_kpimon(case))
+    expected = bits(run_kpimon(case))
     for order in itertools.islice(itertools.permutations(reversed(case.series)), 0, 6):
-        assert _bits(run_kpimon(replace(case, series=list(order)))) == expected, order
-
-
-def _bits(result: Result) -> set[tuple[Labels, str]]:
-    return {(lab, "NaN" if math.isnan(v) else v.hex()) for lab, v in result.samples}
+        assert bits(run_kpimon(replace(case, series=list(order)))) == expected, order

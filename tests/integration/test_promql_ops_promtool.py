@@ -10,11 +10,16 @@ are one ``interval`` apart (default 1m); the subquery default step is the test f
 
 from __future__ import annotations
 
-import re
-
 import pytest
 
-from tests.helpers.promql import AGREE, AGREE_ERROR, Case, Verdict, differential
+from tests.helpers.promql import (
+    AGREE,
+    AGREE_ERROR,
+    Case,
+    Verdict,
+    differential,
+    unordered_error,
+)
 
 pytestmark = pytest.mark.debian
 
@@ -401,13 +406,4 @@ def test_error_messages_are_prometheus_messages(verdicts: list[Verdict]) -> None
         assert v.result.error is not None
         line = next(ln for ln in v.promtool.splitlines() if ", err: " in ln)
         theirs = line.split(", err: ", 1)[1]
-        assert _unordered(v.result.error) == _unordered(theirs), v.describe()
-
-
-def _unordered(message: str) -> str:
-    """An error message with its bracketed list of series sorted (their order is the input's)."""
-    head, sep, rest = message.partition(": [")
-    if not sep:
-        return message
-    inside, _, tail = rest.partition("]")
-    return head + sep + ", ".join(sorted(re.findall(r"\{[^}]*\}", inside))) + "]" + tail
+        assert unordered_error(v.result.error) == unordered_error(theirs), v.describe()

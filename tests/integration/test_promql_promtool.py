@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import re
 from dataclasses import replace
 
 import pytest
@@ -33,6 +32,7 @@ from tests.helpers.promql import (
     promtool_file,
     run_kpimon,
     run_promtool,
+    unordered_error,
 )
 
 pytestmark = pytest.mark.debian
@@ -343,13 +343,4 @@ def test_error_messages_match_prometheus(promtool_run: dict[str, object]) -> Non
         head = f"time: {go_duration(case.at_ms)}, err: "
         quoted = case.expr.replace('"', '\\"')
         line = next(ln for ln in report.text.splitlines() if head in ln and quoted in ln)
-        assert _unordered(result.error) == _unordered(line.split(head, 1)[1]), line
-
-
-def _unordered(message: str) -> str:
-    """An error message with its bracketed list of series sorted (their order is the input's)."""
-    head, sep, rest = message.partition(": [")
-    if not sep:
-        return message
-    inside, _, tail = rest.partition("]")
-    return head + sep + ", ".join(sorted(re.findall(r"\{[^}]*\}", inside))) + "]" + tail
+        assert unordered_error(result.error) == unordered_error(line.split(head, 1)[1]), line

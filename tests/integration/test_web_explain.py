@@ -5,19 +5,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
-import numpy as np
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
-from kpimon.config.loader import build_config
-from kpimon.kpi.engine import Engine
-from kpimon.labels import format_key
-from kpimon.store import Store
-from kpimon.web.app import build_app
-from kpimon.web.render import MetricsView
 from tests.helpers.debian import promtool_check_metrics
+from tests.helpers.web import T0, Daemon, daemon_with_rules, feed_queues, web_client
 
 RULES = """
 kpis:
@@ -39,62 +32,21 @@ kpis:
     levels:
       critical: {above: 1}
 """
-T0 = 1_700_000_000.0
 STEP = 15.0
-
-
-@dataclass
-class Daemon:
-    """The daemon as the web layer sees it (kpimon.web.app.DaemonView), over real parts."""
-
-    engine: Engine
-    store: Store
-    t: float = T0
-    ready: bool = True
-    lifecycle_enabled: bool = False
-    evaluation_interval_s: float = STEP
-
-    def now(self) -> float:
-        return self.t
-
-    def metrics_view(self) -> MetricsView:
-        return MetricsView(
-            kpis=list(self.engine.kpis.values()),
-            now=self.t,
-            targets=[],
-            last_eval_wall=self.engine.last_eval_wall,
-            last_eval_duration_s=self.engine.last_eval_duration_s,
-            store_series=self.store.series_count,
-            reload_ok=True,
-            reload_success_wall=T0,
-            version="test",
-        )
-
-    async def reload(self) -> list[str]:
-        return []
 
 
 @pytest.fixture(name="daemon")
 def _daemon(tmp_path) -> Daemon:  # type: ignore[no-untyped-def]
-    (tmp_path / "rules.yaml").write_text(RULES)
-    cfg = build_config("rule_files: [rules.yaml]\n", str(tmp_path / "kpimon.yml"))
-    store = Store(retention_s=cfg.retention_s(), min_interval_s=STEP)
-    return Daemon(Engine(cfg.kpis, store), store)
+    return daemon_with_rules(tmp_path, RULES, min_interval_s=STEP, ready=True)
 
 
 @pytest.fixture(name="client")
 async def _client(daemon: Daemon) -> AsyncIterator[TestClient]:  # type: ignore[type-arg]
-    async with TestClient(TestServer(build_app(daemon), host="127.0.0.1", port=0)) as client:
+    async with web_client(daemon) as client:
         yield client
 
 
-def feed(daemon: Daemon, values: dict[str, float], t: float) -> None:
-    """Queues' depths scraped and evaluated at ``t`` (a queue left out has no sample)."""
-    keys = [format_key("app_queue_depth", {"queue": q}) for q in values]
-    target = (("instance", "app:1"), ("job", "app"))
-    daemon.store.ingest("app", target, keys, np.array(list(values.values())), t)
-    daemon.engine.tick(t)
-    daemon.t = t
+feed = feed_queues
 
 
 async def test_explain_pending_and_firing(daemon: Daemon, client) -> None:  # type: ignore[no-untyped-def]

@@ -19,15 +19,10 @@ from kpimon.kpi.machine import (
     MachineRule,
     Transition,
 )
+from tests.helpers.machine import warning_level as warning
 
 A: tuple[tuple[str, str], ...] = (("instance", "db1"),)
 B: tuple[tuple[str, str], ...] = (("instance", "db2"),)
-
-
-def warning(**kw: float) -> LevelRule:
-    args = {"threshold": 70.0, "clear": 70.0, "for_s": 0.0, "clear_for_s": 0.0}
-    args.update(kw)
-    return LevelRule(name="warning", above=True, **args)  # type: ignore[arg-type]
 
 
 def run(state: KpiState, series: list[tuple[float, dict[tuple[tuple[str, str], ...], float]]]):

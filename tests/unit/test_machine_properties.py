@@ -22,14 +22,14 @@ from kpimon.kpi.machine import (
     INACTIVE,
     PENDING,
     KpiState,
-    LevelRule,
     MachineRule,
     Transition,
 )
+from tests.helpers.machine import THRESHOLD
+from tests.helpers.machine import warning_level as level
 
 STEP = 15.0
 A = (("instance", "a"),)
-THRESHOLD = 70.0
 
 values = st.one_of(
     st.none(),  # series absent at this tick
@@ -46,12 +46,6 @@ def simulate(rule: MachineRule, ticks: list[float | None]) -> list[list[Transiti
         labels, vals = ([], np.empty(0)) if v is None else ([A], np.array([v]))
         out.append(s.step(i * STEP, labels, vals))
     return out
-
-
-def level(**kw: float) -> LevelRule:
-    args = {"threshold": THRESHOLD, "clear": THRESHOLD, "for_s": 0.0, "clear_for_s": 0.0}
-    args.update(kw)
-    return LevelRule(name="warning", above=True, **args)  # type: ignore[arg-type]
 
 
 def rule_st(prometheus: bool = False):
