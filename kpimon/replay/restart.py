@@ -10,14 +10,19 @@ again, build a new engine over a new, empty store, and
 A replay's restart has no downtime: the new process restores at the time of the last committed
 tick (the journal's heartbeat), so timers carry on as if the daemon had never stopped, and the
 first ``grace`` after it (up to the restart, plus one interval of the data) counts as "not yet
-scraped" rather than missing data (ARCHITECTURE §5 "Restarts").
+scraped" rather than missing data (ARCHITECTURE §5 "Restarts"). A restart after an outage
+(``kpimon test``'s ``gap``) restores at the restart time instead, as the daemon does: the time
+since the last committed tick is the outage, to which ``outage_tolerance`` applies.
 
-No I/O beyond the journal's own.
+Shared by ``kpimon replay`` and ``kpimon test`` (:mod:`kpimon.ruletest.runner`). No I/O beyond
+the journal's own (and the temporary directory of :meth:`Persistence.temporary`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import tempfile
+from collections.abc import Iterator, Sequence
 
 from kpimon.config.models import DEFAULT_OUTAGE_TOLERANCE_S, Kpi
 from kpimon.journal import Journal
@@ -51,6 +56,25 @@ class Persistence:
         self.synchronous = synchronous
         self.outage_tolerance_s = outage_tolerance_s
         self.journal = Journal.open(directory, synchronous=synchronous)
+
+    @classmethod
+    @contextlib.contextmanager
+    def temporary(
+        cls, prefix: str, *, outage_tolerance_s: float = DEFAULT_OUTAGE_TOLERANCE_S
+    ) -> Iterator[Persistence]:
+        """A journal in a new temporary directory, closed and removed when the block ends.
+
+        Raises:
+            JournalError: it cannot be opened.
+        """
+        with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+            persistence = cls(
+                tmp, synchronous=TEMPORARY_SYNCHRONOUS, outage_tolerance_s=outage_tolerance_s
+            )
+            try:
+                yield persistence
+            finally:
+                persistence.close()
 
     @property
     def heartbeat(self) -> float | None:
@@ -89,9 +113,20 @@ class Persistence:
         ]
 
     def restart(
-        self, kpis: Sequence[Kpi], store: Store, at: float, interval_s: float
+        self,
+        kpis: Sequence[Kpi],
+        store: Store,
+        at: float,
+        interval_s: float,
+        *,
+        outage: bool = False,
     ) -> tuple[Engine, list[tuple[str, Transition]]]:
         """A new process at ``at``: the journal reopened, a new engine over ``store`` restored.
+
+        ``interval_s``: the longest scrape interval (the first one after the start is "not yet
+        scraped", not missing data). ``outage``: kpimon was down from its last committed tick
+        until ``at``, so the state is restored at ``at``, across that outage, as the daemon
+        restores it; otherwise the restart has no downtime.
 
         Returns the engine and the transitions the restore made (none without an outage).
         """
@@ -101,6 +136,11 @@ class Persistence:
         engine = Engine(kpis, store, self.journal)
         if heartbeat is None:
             return engine, []
+        if outage:
+            restored = engine.restore(
+                at, outage_tolerance_s=self.outage_tolerance_s, grace_s=interval_s
+            )
+            return engine, restored
         grace_s = max(0.0, at - heartbeat) + interval_s
         restored = engine.restore(
             heartbeat, outage_tolerance_s=self.outage_tolerance_s, grace_s=grace_s

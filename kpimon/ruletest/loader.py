@@ -6,7 +6,7 @@ promtool's strict YAML decoding makes them. Beyond promtool, things promtool onl
 running (a malformed series or expected label set, an expression that does not parse, an
 ``alert_rule_test`` without ``alertname``) are reported here, with their position. Expressions are
 compiled with :func:`kpimon.promql.compile_expr`, so an expression outside kpimon's PromQL subset
-is a problem too.
+is a problem too. kpimon's ``transition_test`` entries are parsed by :mod:`.transload`.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ from kpimon.ruletest.model import (
     TestGroup,
 )
 from kpimon.ruletest.series import SeriesError, expand_values, parse_metric
+from kpimon.ruletest.transload import parse_transition_test
 
 _TOP_KEYS: Final = ("rule_files", "evaluation_interval", "group_eval_order", "tests")
 _GROUP_KEYS: Final = (
@@ -58,8 +59,8 @@ _GROUP_KEYS: Final = (
     "external_labels",
     "external_url",
     "name",
+    "transition_test",
 )
-_NOT_YET: Final = ("transition_test",)
 # YAML 1.1 (PyYAML) reads 1e3 as a string; promtool's YAML library reads it as a number.
 _PLAIN_NUMBER: Final = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
 
@@ -148,7 +149,7 @@ def _group(
     if m is None:
         return None
     before = len(problems)
-    check_keys(m, path, _GROUP_KEYS, problems, not_yet=_NOT_YET)
+    check_keys(m, path, _GROUP_KEYS, problems)
     interval = _duration_ms(m, "interval", path, problems) or evaluation_interval
     name = _str(m, "name", path, problems)
     url = _str(m, "external_url", path, problems)
@@ -173,6 +174,15 @@ def _group(
         for i, item in enumerate(_items(m, "promql_expr_test", path, problems))
         if (p := _promql_test(item, join_index(join_key(path, "promql_expr_test"), i), problems))
     )
+    transitions = tuple(
+        t
+        for i, item in enumerate(_items(m, "transition_test", path, problems))
+        if (
+            t := parse_transition_test(
+                item, i, join_index(join_key(path, "transition_test"), i), problems
+            )
+        )
+    )
     if len(problems) > before:
         return None
     return TestGroup(
@@ -182,6 +192,7 @@ def _group(
         input_series=series,
         alert_tests=alerts,
         promql_tests=promql,
+        transition_tests=transitions,
         external_labels=labelset.make(external or ()),
         external_url=url,
         position=m.pos,

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kpimon.config.daemon import RulePattern
+from kpimon.config.models import DEFAULT_OUTAGE_TOLERANCE_S
 from kpimon.errors import Position
 from kpimon.labels import EMPTY, Labels
 from kpimon.promql.compile import CompiledExpr
@@ -64,6 +65,73 @@ class AlertTest:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ExpTransition:
+    """One expected transition of a ``transition_test``.
+
+    Attributes:
+        labels: the series labels, compared exactly (``{}``: a KPI without labels).
+        from_phase, to_phase: phase names (:data:`kpimon.kpi.machine.PHASES`).
+        notify: compared with :attr:`Transition.notifies <kpimon.kpi.machine.Transition.notifies>`
+            when given.
+        reason: a substring of the transition's reason, when given.
+    """
+
+    time_ms: int
+    kpi: str
+    labels: Labels = EMPTY
+    level: str
+    from_phase: str
+    to_phase: str
+    notify: bool | None = None
+    reason: str | None = None
+    position: Position
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Gap:
+    """kpimon not running in ``[from_ms, to_ms)``: no ticks, then a restart at ``to_ms``."""
+
+    from_ms: int
+    to_ms: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TransitionTest:
+    """A ``transition_test``: every transition in ``[from_ms, to_ms]``, in order.
+
+    Attributes:
+        index: the entry's index in ``transition_test``.
+        kpi: only this KPI's transitions are compared ("" = every KPI's).
+        restart_at_ms: simulated restarts without downtime.
+        gaps: outages, each ended by a restart (sorted, not overlapping).
+        outage_tolerance_s: ``global.outage_tolerance`` for the restarts after a gap.
+    """
+
+    __test__ = False
+
+    index: int
+    name: str = ""
+    from_ms: int = 0
+    to_ms: int
+    kpi: str = ""
+    restart_at_ms: tuple[int, ...] = ()
+    gaps: tuple[Gap, ...] = ()
+    outage_tolerance_s: float = DEFAULT_OUTAGE_TOLERANCE_S
+    exp_transitions: tuple[ExpTransition, ...] = ()
+    position: Position
+
+    @property
+    def title(self) -> str:
+        """How reports name the test: ``transition_test[1]``, plus its name when it has one."""
+        return f"transition_test[{self.index}]" + (f" ({self.name})" if self.name else "")
+
+    @property
+    def restarts(self) -> bool:
+        """Whether the test goes through the journal (a restart or a gap)."""
+        return bool(self.restart_at_ms or self.gaps)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TestGroup:
     """One entry of ``tests``: input series and the checks made over them.
 
@@ -80,6 +148,7 @@ class TestGroup:
     input_series: tuple[InputSeries, ...] = ()
     alert_tests: tuple[AlertTest, ...] = ()
     promql_tests: tuple[PromqlTest, ...] = ()
+    transition_tests: tuple[TransitionTest, ...] = ()
     external_labels: Labels = EMPTY
     external_url: str = ""
     position: Position

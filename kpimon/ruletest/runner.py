@@ -23,8 +23,18 @@ evaluation loop does, so ``for`` timers, ``max_gap`` and ``no_data`` behave as i
   ``ALERTS{alertname, alertstate, ...} 1`` and ``ALERTS_FOR_STATE{...} <active since>``, as a
   Prometheus rule group writes them, so expressions (and KPIs) can read them.
 - A KPI whose evaluation fails stops its group, reported like promtool's ``rule: ..., err: ...``.
+- Each ``transition_test`` is a run of its own, from 0 to its ``to``, collecting every
+  transition :meth:`Engine.tick <kpimon.kpi.engine.Engine.tick>` (and
+  :meth:`~kpimon.kpi.engine.Engine.restore`) returns, compared by :mod:`.transcheck`. With
+  ``restart_at`` or ``gap`` every tick is committed to a real journal in a temporary directory,
+  and each restart is the one ``kpimon replay --restart-at`` simulates
+  (:class:`kpimon.replay.restart.Persistence`): the journal closed and reopened, a new engine
+  restored from it over a new, empty store; samples before the restart are lost with the old
+  store. During a gap there are no ticks; the restart at its end restores across the outage
+  (from the last tick to the restart, ``outage_tolerance`` applying), as the daemon does.
 
-Pure: no I/O, no asyncio; results are frozen dataclasses holding promtool-like failure texts.
+Pure but for the temporary journal of a ``transition_test`` with restarts; no asyncio; results
+are frozen dataclasses holding promtool-like failure texts.
 """
 
 from __future__ import annotations
@@ -37,14 +47,16 @@ import numpy as np
 
 from kpimon.config.durations import format_duration
 from kpimon.config.models import Kpi
-from kpimon.errors import EvaluationError
+from kpimon.errors import EvaluationError, JournalError
 from kpimon.kpi.alerts import alert_labels, render_annotation
 from kpimon.kpi.engine import Engine, KpiRuntime
-from kpimon.kpi.machine import CLEARING, FIRING, INACTIVE, PENDING
+from kpimon.kpi.machine import CLEARING, FIRING, INACTIVE, PENDING, Transition
 from kpimon.labels import Labels, format_key, format_labels, without_name
 from kpimon.promql import LOOKBACK_S, Scalar, evaluate
-from kpimon.ruletest.model import AlertTest, PromqlTest, TestFile, TestGroup
+from kpimon.replay.restart import Persistence
+from kpimon.ruletest.model import AlertTest, PromqlTest, TestFile, TestGroup, TransitionTest
 from kpimon.ruletest.render import expand_template, go_float_e
+from kpimon.ruletest.transcheck import check_transitions
 from kpimon.store import Scrape, Store
 
 _Alert = tuple[Labels, Labels]  # labels, annotations
@@ -89,7 +101,15 @@ def run_test_file(test_file: TestFile, kpis: Sequence[Kpi]) -> FileResult:
         notes["group_eval_order is ignored: KPIs are not grouped, and no KPI reads another's "
               "result, so the order of evaluation cannot matter"] = None  # fmt: skip
     for group in test_file.tests:
-        texts = _GroupRun(group, kpis, test_file.evaluation_interval_ms, notes).run()
+        texts: list[str] = []
+        if group.alert_tests or group.promql_tests or not group.transition_tests:
+            texts = _GroupRun(group, kpis, test_file.evaluation_interval_ms, notes).run()
+        known = {k.name for k in kpis}
+        for test in group.transition_tests:
+            for name in sorted({test.kpi, *(e.kpi for e in test.exp_transitions)} - {""}):
+                if name not in known:  # a typo would only ever expect "no transition"
+                    notes[f"kpi {name} in {test.title} is not the name of any KPI"] = None
+            texts.extend(_transition_test(group, test, kpis, test_file.evaluation_interval_ms))
         failures.extend(Failure(group=group.title, text=t) for t in texts)
     return FileResult(
         path=test_file.path,
@@ -97,6 +117,28 @@ def run_test_file(test_file: TestFile, kpis: Sequence[Kpi]) -> FileResult:
         failures=tuple(failures),
         notes=tuple(notes),
     )
+
+
+def _transition_test(
+    group: TestGroup, test: TransitionTest, kpis: Sequence[Kpi], evaluation_interval_ms: int
+) -> list[str]:
+    """Run one ``transition_test`` from time 0 on (through a temporary journal when it has
+    restarts or gaps); returns its failure texts."""
+    run = _GroupRun(group, kpis, evaluation_interval_ms, {}, until_ms=test.to_ms)
+    if test.restarts:
+        try:
+            with Persistence.temporary(
+                "kpimon-test-", outage_tolerance_s=test.outage_tolerance_s
+            ) as persistence:
+                got, errors = run.transitions(test, persistence)
+        except (JournalError, OSError) as exc:  # e.g. no writable temporary directory
+            return [f"    {test.title}: the journal failed: {exc}"]
+    else:
+        got, errors = run.transitions(test, None)
+    if errors:
+        return [f"    {test.title}:", *errors]
+    failure = check_transitions(test, got)
+    return [] if failure is None else [failure]
 
 
 class _GroupRun:
@@ -108,7 +150,10 @@ class _GroupRun:
         kpis: Sequence[Kpi],
         evaluation_interval_ms: int,
         notes: dict[str, None],
+        *,
+        until_ms: int | None = None,
     ) -> None:
+        """``until_ms``: the last tick (None: the group's latest ``eval_time``)."""
         self.group = group
         self.kpis = kpis
         self.eval_ms = evaluation_interval_ms
@@ -131,38 +176,36 @@ class _GroupRun:
         ]
         self.steps = max((len(v) for _, _, v, _ in self.series), default=0)
         self.next_step = 0
-        self.last_tick_ms = group.max_eval_time_ms() // self.eval_ms * self.eval_ms
+        last_ms = group.max_eval_time_ms() if until_ms is None else until_ms
+        self.last_tick_ms = last_ms // self.eval_ms * self.eval_ms
         exprs = [k.expr for k in kpis] + [p.expr for p in group.promql_tests]
-        longest = max((e.max_range_s for e in exprs), default=0.0)
+        self.longest_s = max((e.max_range_s for e in exprs), default=0.0)
         # ALERTS are only written when some expression may read them.
         self.write_alerts = any(
             e.metric_names is None or not e.metric_names.isdisjoint(_ALERTS_NAMES) for e in exprs
         )
-        interval_s = group.interval_ms / 1000
-        # Everything fed stays in the store (no garbage collection, no ring overwrite), so that
-        # expressions evaluated after the last tick see what promtool's storage holds.
-        retention_s = self.last_tick_ms / 1000 + longest + LOOKBACK_S + 2 * interval_s
-        if self.write_alerts:  # written every tick: the ring must hold a row per tick as well
-            interval_s = min(interval_s, self.eval_ms / 1000)
-        self.store = Store(retention_s=retention_s, min_interval_s=interval_s)
+        self.store = self._new_store()
         self.engine = Engine(kpis, self.store, interval_s=self.eval_ms / 1000)
         self.alerts_written = False
         self.alert_keys: dict[tuple[str, int, Labels, bool], tuple[bytes, bytes]] = {}
         self.last_alert_keys: list[bytes] = []
+
+    def _new_store(self) -> Store:
+        interval_s = self.group.interval_ms / 1000
+        # Everything fed stays in the store (no garbage collection, no ring overwrite), so that
+        # expressions evaluated after the last tick see what promtool's storage holds.
+        retention_s = self.last_tick_ms / 1000 + self.longest_s + LOOKBACK_S + 2 * interval_s
+        if self.write_alerts:  # written every tick: the ring must hold a row per tick as well
+            interval_s = min(interval_s, self.eval_ms / 1000)
+        return Store(retention_s=retention_s, min_interval_s=interval_s)
 
     def run(self) -> list[str]:
         failures: list[str] = []
         alert_times = sorted({a.eval_time_ms for a in self.group.alert_tests})
         curr = 0
         for ts in range(0, self.last_tick_ms + 1, self.eval_ms):
-            self._feed(ts)
-            self.engine.tick(ts / 1000)
-            self._write_alerts(ts)
-            errors = [
-                f"    rule: {name}, time: {format_duration(ts / 1000)}, err: {rt.last_error}"
-                for name, rt in self.engine.kpis.items()
-                if rt.last_error is not None
-            ]
+            self._tick(ts)
+            errors = self._errors(ts)
             if errors:
                 return failures + errors
             while curr < len(alert_times) and ts <= alert_times[curr] < ts + self.eval_ms:
@@ -173,6 +216,81 @@ class _GroupRun:
         for promql_test in self.group.promql_tests:
             failures.extend(self._check_promql(promql_test))
         return failures
+
+    def _tick(self, ts: int) -> list[tuple[str, Transition]]:
+        """One evaluation tick at ``ts``, as the daemon's evaluation loop makes it."""
+        self._feed(ts)
+        transitions = self.engine.tick(ts / 1000)
+        self._write_alerts(ts)
+        return transitions
+
+    def _errors(self, ts: int) -> list[str]:
+        """The KPIs whose evaluation failed at tick ``ts``, promtool-style."""
+        return [
+            f"    rule: {name}, time: {format_duration(ts / 1000)}, err: {rt.last_error}"
+            for name, rt in self.engine.kpis.items()
+            if rt.last_error is not None
+        ]
+
+    # -- transition tests -------------------------------------------------------------------
+
+    def transitions(
+        self, test: TransitionTest, persistence: Persistence | None
+    ) -> tuple[list[tuple[str, Transition]], list[str]]:
+        """Run from 0 to ``test.to_ms`` with its restarts and gaps; returns the transitions in
+        the test's range (of its KPI) in order, and the evaluation errors that stopped the run.
+
+        ``persistence``: the journal every tick is committed to (required with restarts).
+        """
+        made: list[tuple[str, Transition]] = []
+        eval_s = self.eval_ms / 1000
+        if persistence is not None:
+            self.engine = persistence.engine(self.kpis, self.store)
+            self.engine.interval_s = eval_s
+        restarts: dict[int, bool] = dict.fromkeys(test.restart_at_ms, False)
+        for gap in test.gaps:
+            restarts[gap.to_ms] = True  # after an outage
+        pending = sorted(restarts.items())
+        for ts in range(0, self.last_tick_ms + 1, self.eval_ms):
+            while pending and pending[0][0] <= ts:
+                at, outage = pending.pop(0)
+                assert persistence is not None
+                made.extend(self._restart(persistence, at, outage=outage))
+            if any(g.from_ms <= ts < g.to_ms for g in test.gaps):
+                continue  # kpimon is not running
+            made.extend(self._tick(ts))
+            errors = self._errors(ts)
+            if errors:
+                return [], errors
+        for at, outage in pending:  # a restart after the last tick, up to the test's end
+            assert persistence is not None
+            made.extend(self._restart(persistence, at, outage=outage))
+        kept = [
+            (name, tr)
+            for name, tr in made
+            if test.from_ms <= round(tr.t * 1000) <= test.to_ms and test.kpi in ("", name)
+        ]
+        return kept, []
+
+    def _restart(
+        self, persistence: Persistence, at_ms: int, *, outage: bool
+    ) -> list[tuple[str, Transition]]:
+        """A new kpimon process at ``at_ms``, as :mod:`kpimon.replay.restart` makes one for
+        ``kpimon replay --restart-at``: the journal reopened, a new engine restored from it over
+        a new, empty store; samples before ``at_ms`` were scraped by the old process (or by
+        nobody, during an outage) and are lost with its store."""
+        step_ms = self.group.interval_ms
+        self.next_step = max(self.next_step, -(-at_ms // step_ms))
+        self.store = self._new_store()
+        self.alerts_written = False
+        self.last_alert_keys = []
+        # The first scrape interval after the start is "not yet scraped", not missing data.
+        interval_s = max(step_ms, self.eval_ms) / 1000
+        self.engine, restored = persistence.restart(
+            self.kpis, self.store, at_ms / 1000, interval_s, outage=outage
+        )
+        self.engine.interval_s = self.eval_ms / 1000
+        return restored
 
     def _feed(self, until_ms: int) -> None:
         """Write every input sample up to ``until_ms`` (inclusive), step by step."""

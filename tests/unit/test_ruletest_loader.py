@@ -124,8 +124,6 @@ def test_problems_have_positions():
         't.yaml:2:22: evaluation_interval: invalid duration "1 minute": no spaces allowed; '
         "write 1m",
         't.yaml:4:5: tests[0]: unknown key "intervall" (did you mean "interval"?)',
-        't.yaml:5:5: tests[0].transition_test: "transition_test" is not supported by this '
-        "version of kpimon yet",
         "t.yaml:7:24: tests[0].input_series[0].series: invalid series 'up{job=~\"a\"}': a "
         'series gives label values with "=", not "=~"',
         "t.yaml:8:22: tests[0].input_series[0].values: unexpected series item; expected a "
