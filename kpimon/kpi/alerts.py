@@ -77,7 +77,7 @@ def render_annotation(
     )
     try:
         return templates.render(text, context)
-    except templates.TemplateError as exc:
+    except Exception as exc:  # TemplateError, or the template's own arithmetic (1 / 0)
         return f"<template error: {exc}>"
 
 

@@ -533,7 +533,8 @@ class KpiState:
         per_percent = FLAP_CHANGES * _FLAP_UNIT / 100.0
         was = flapping[rows]
         start = ~was & (score > self.rule.flapping_high * per_percent)
-        stop = was & (score < self.rule.flapping_low * per_percent)
+        # A score of 0 (no change in the whole window) always settles, even with low: 0.
+        stop = was & ((score < self.rule.flapping_low * per_percent) | (score == 0))
         if not (start.any() or stop.any()):
             return
         flapping[rows[start]] = True

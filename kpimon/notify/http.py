@@ -10,6 +10,7 @@ path is a credential, and every secret is scrubbed from text the receiver sent b
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import email.utils
 import json
 import math
@@ -65,13 +66,15 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     if value is None:
         return None
     value = value.strip()
-    try:
+    if value.isdigit():  # delta-seconds: digits only (float() would also take "1_0", "inf")
         seconds = float(value)
-    except ValueError:
+    else:
         try:
             when = email.utils.parsedate_to_datetime(value)
         except (TypeError, ValueError, IndexError):
             return None
+        if when.tzinfo is None:  # "-0000": the time is UTC, of unknown local origin (RFC 5322)
+            when = when.replace(tzinfo=dt.UTC)
         seconds = when.timestamp() - now
     if not math.isfinite(seconds):
         return None

@@ -183,7 +183,7 @@ def build_event(
     for name, text in kpi.annotations:
         try:
             rendered.append((name, templates.render(text, context)))
-        except templates.TemplateError as exc:
+        except Exception as exc:  # TemplateError, or the template's own arithmetic (1 / 0)
             log.warning("KPI %s: annotation %s failed to render: %s", kpi.name, name, exc)
             rendered.append((name, f"{text} (template error: {exc})"))
     if not any(name == "summary" for name, _ in rendered):

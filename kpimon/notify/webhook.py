@@ -95,6 +95,6 @@ class WebhookHook(http.HttpHook):
         else:
             try:
                 data, content_type = render_body(self._config.body, message)
-            except templates.TemplateError as exc:
+            except Exception as exc:  # TemplateError, or the template's own arithmetic
                 return SendResult("permanent", f"{label}: body template failed: {exc}")
         return await self.post(url, data, label=label, secret=url, content_type=content_type)

@@ -165,7 +165,7 @@ def _is_csv(path: str) -> bool:
     if suffix in _OPENMETRICS_SUFFIXES:
         return False
     with open(path, "rb") as f:
-        head = f.read(4096)
+        head = f.read(4096).removeprefix(b"\xef\xbb\xbf")
     for line in head.splitlines():
         text = line.strip()
         if not text:
@@ -183,7 +183,7 @@ def _is_csv(path: str) -> bool:
 
 def _decode(data: bytes, path: str) -> str:
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8-sig")  # a byte-order mark (spreadsheet exports) is dropped
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         raise DataError(path, line, f"not UTF-8 text (byte 0x{data[exc.start]:02x})") from None

@@ -93,6 +93,10 @@ class ReplayResult:
     include the journal's earlier transitions, ``summaries`` status times only the ticks run."""
 
 
+MAX_TICKS = 1_000_000
+"""The most evaluation steps one replay runs (a year at 30 s): more is a mistake, not a plan."""
+
+
 class ReplayError(ValueError):
     """Options that do not fit the data (an empty range, a restart outside it)."""
 
@@ -131,8 +135,9 @@ def replay(
     if not len(recording):
         raise ReplayError("the data holds no samples")
     step_ms = round(options.step_s * 1000)
-    if step_ms <= 0:
-        raise ReplayError("the step must be positive")
+    if step_ms < 1000:
+        # As evaluation_interval: the store keeps samples at most once a second.
+        raise ReplayError(f"the step must be at least 1s (got {step_ms}ms)")
     start_ms = recording.start_ms if options.start is None else round(options.start * 1000)
     end_ms = recording.end_ms if options.end is None else round(options.end * 1000)
     if end_ms < start_ms:
@@ -144,6 +149,11 @@ def replay(
         if not start_ms < r <= end_ms:
             raise ReplayError(f"restart at {r / 1000:g} is outside the replayed range")
     n_ticks = (end_ms - start_ms) // step_ms + 1
+    if n_ticks > MAX_TICKS:
+        raise ReplayError(
+            f"{n_ticks:,} evaluation steps ({(end_ms - start_ms) / 86_400_000:.1f} days at "
+            f"{step_ms / 1000:g}s): more than {MAX_TICKS:,}; narrow --from/--to or raise --step"
+        )
     feeder = _Feeder(recording, end_ms)
     store = _store_for(kpis, feeder, step_ms / 1000)
     summary = SummaryBuilder({k.name: [lv.name for lv in k.levels] for k in kpis})

@@ -143,7 +143,7 @@ def test_history_survives_forget_and_grow_of_other_series():
 @settings(max_examples=150, deadline=None)
 @given(
     values=st.lists(st.sampled_from([10.0, 80.0, 95.0]), min_size=1, max_size=80),
-    high=st.sampled_from([30.0, 20.0, 45.0, 6.25, 100.0]),
+    high=st.sampled_from([30.0, 20.0, 45.0, 6.25, 100.0, 10.0]),
     low_gap=st.sampled_from([0.0, 5.0, 10.0, 3.75]),
 )
 def test_matches_nagios_reference(values, high, low_gap):
@@ -165,7 +165,7 @@ def test_matches_nagios_reference(values, high, low_gap):
         changed = False
         if not flapping and pct > high:
             flapping = changed = True
-        elif flapping and pct < low:
+        elif flapping and (pct < low or pct == 0):  # a window without change settles
             flapping, changed = False, True
         assert s.flap_percent()[0] == pytest.approx(float(pct)), k
         assert bool(s.flapping[0]) == flapping, k
@@ -209,3 +209,16 @@ def test_engine_collects_flap_events(tmp_path, caplog):
     ]
     assert all(tr.flapping for _, tr in transitions)
     assert "KPI series started flapping kpi=k" in caplog.text
+
+
+def test_low_zero_still_settles_after_a_quiet_window():
+    """With flapping.low 0 the percentage can never fall below low; a whole window without
+    a change (percentage 0) ends flapping anyway, or every notification would be held."""
+    s = KpiState(MachineRule(levels=(level("warning", 70),), flapping_high=10, flapping_low=0))
+    for k in range(8):
+        s.step(k * 15.0, [A], np.array([95.0 if k % 2 else 10.0]))
+    assert bool(s.flapping[0])
+    for k in range(8, 40):
+        s.step(k * 15.0, [A], np.array([10.0]))
+    assert s.flap_percent()[0] == 0.0
+    assert not s.flapping[0]

@@ -125,6 +125,26 @@ def test_render_failure_keeps_text_and_still_notifies() -> None:
     assert e.summary.startswith("disk {{ labels.device }} is full (template error:")
 
 
+def test_a_template_failing_in_its_own_arithmetic_still_notifies() -> None:
+    """Not only Jinja's errors: ``{{ value / threshold }}`` with a threshold of 0 raises
+    ZeroDivisionError, which must not cost the notification."""
+    rules = RULES.replace(
+        "      runbook_url: https://runbooks.example/cpu\n",
+        '      summary: "ratio {{ value / 0 }}"\n',
+    )
+    e = firing(rules=rules)
+    assert e.summary.startswith("ratio {{ value / 0 }} (template error:")
+
+
+def test_retry_after_is_strict_and_utc() -> None:
+    assert parse_retry_after("120", 0) == 120.0
+    assert parse_retry_after("1_0", 0) is None  # float() would read 10
+    assert parse_retry_after("inf", 0) is None
+    # "-0000" is UTC too (RFC 5322), whatever the local zone
+    assert parse_retry_after("Thu, 01 Jan 1970 00:02:00 -0000", 0) == 120.0
+    assert parse_retry_after("Thu, 01 Jan 1970 00:02:00 GMT", 0) == 120.0
+
+
 def test_sandbox_forbids_python_internals() -> None:
     ctx = templates.Context(
         kpi="k", level="warning", labels=(), value=1.0, threshold=0.0, active_at=T0, now=T0

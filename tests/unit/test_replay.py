@@ -410,3 +410,20 @@ def test_the_documented_example_is_what_replay_prints() -> None:
     rules = re.search(r"`tests/data/replay/rules.yaml`:\n\n```yaml\n(.*?)```", doc, flags=re.S)
     assert rules is not None
     assert rules.group(1) in (DATA / "rules.yaml").read_text("utf-8")
+
+
+def test_a_step_below_one_second_or_too_many_steps_is_refused() -> None:
+    kpis, _ = load_rules([str(DATA / "rules.yaml")])
+    recording = load_data([str(DATA / "queues.csv")])
+    with pytest.raises(ReplayError, match="at least 1s"):
+        replay(kpis, recording, ReplayOptions(step_s=0.001))
+    with pytest.raises(ReplayError, match="more than 1,000,000"):
+        replay(kpis, recording, ReplayOptions(step_s=1.0, start=0.0, end=2_000_000.0))
+
+
+def test_a_csv_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
+    """Spreadsheet exports start with a UTF-8 byte-order mark."""
+    path = tmp_path / "export"  # no suffix: the format is detected from the content
+    path.write_bytes(b"\xef\xbb\xbftimestamp,series,value\n60,x,1\n120,x,2\n")
+    recording = load_data([str(path)])
+    assert len(recording) == 2
