@@ -16,6 +16,7 @@ from typing import Protocol
 
 import numpy as np
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from kpimon import __version__
 from kpimon.kpi.alerts import open_alerts
@@ -256,9 +257,24 @@ async def index(request: web.Request) -> web.Response:
     return web.Response(text=page, content_type="text/html")
 
 
+@web.middleware
+async def _internal_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A bug in a handler of ``/api/`` answers in the API's error format (500), logged once
+    with its traceback, instead of aiohttp's plain-text page."""
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise
+    except Exception as exc:
+        if not request.path.startswith("/api/"):
+            raise
+        log.exception("internal error serving %s", request.path)
+        return _error(500, "internal", f"internal error: {type(exc).__name__}: {exc}")
+
+
 def build_app(daemon: DaemonView) -> web.Application:
     """The aiohttp application serving ``daemon``."""
-    app = web.Application()
+    app = web.Application(middlewares=[_internal_errors])
     app[DAEMON] = daemon
     app[RENDERER] = Renderer()
     app.router.add_get("/", index)

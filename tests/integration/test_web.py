@@ -88,6 +88,27 @@ async def test_unknown_kpi_is_a_prometheus_style_error(client) -> None:  # type:
     }
 
 
+async def test_a_bug_in_an_api_handler_answers_json_500(
+    daemon: Daemon, client, monkeypatch, caplog
+) -> None:  # type: ignore[no-untyped-def]
+    from kpimon.web import app as web_app
+
+    def broken(rt):  # type: ignore[no-untyped-def]
+        raise RuntimeError("injected")
+
+    monkeypatch.setattr(web_app, "open_alerts", broken)
+    daemon.engine.tick(daemon.now())
+    resp = await client.get("/api/v1/alerts")
+    assert resp.status == 500
+    assert await resp.json() == {
+        "status": "error",
+        "errorType": "internal",
+        "error": "internal error: RuntimeError: injected",
+    }
+    assert "internal error serving /api/v1/alerts" in caplog.text
+    assert (await client.get("/-/healthy")).status == 200  # the server carries on
+
+
 async def test_unknown_api_paths_answer_json(client) -> None:  # type: ignore[no-untyped-def]
     resp = await client.get("/api/v1/nope")
     assert resp.status == 404
