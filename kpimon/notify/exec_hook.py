@@ -24,7 +24,9 @@ import contextlib
 import json
 import os
 import signal
+import tempfile
 from collections.abc import Sequence
+from typing import IO
 
 import aiohttp
 
@@ -45,6 +47,13 @@ def classify_exit(returncode: int) -> Outcome:
     if returncode in _PERMANENT_EXITS:
         return "permanent"
     return "retryable"
+
+
+def _tail(file: IO[bytes], keep: int = 4096) -> bytes:
+    """The last ``keep`` bytes written to ``file``."""
+    size = file.seek(0, os.SEEK_END)
+    file.seek(max(0, size - keep))
+    return file.read()
 
 
 def _kill_group(proc: asyncio.subprocess.Process) -> None:
@@ -77,29 +86,39 @@ class ExecHook:
             webhook_v4(events, receiver=self.name, external_url=self._external_url),
             ensure_ascii=False,
         ).encode()
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                *config.command,
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.PIPE,
-                start_new_session=True,
-            )
-        except OSError as exc:
-            return SendResult("permanent", f"{label}: cannot run: {exc.strerror or exc}")
-        try:
-            async with asyncio.timeout(config.timeout_s):
-                _, stderr = await proc.communicate(data)
-        except TimeoutError:
-            _kill_group(proc)
-            await proc.wait()
-            return SendResult(
-                "retryable", f"{label}: timed out after {config.timeout_s:g}s (killed)"
-            )
-        except BaseException:
-            _kill_group(proc)  # cancelled: leave nothing behind
-            await asyncio.shield(proc.wait())
-            raise
+        # stderr goes to a file, not a pipe: asyncio's wait() also waits for every pipe to
+        # close, and a background child the command started may hold stderr open long after the
+        # command exited 0 (calling that a timeout would send the page again).
+        with tempfile.TemporaryFile() as stderr_file:
+            try:
+                proc = await asyncio.create_subprocess_exec(
+                    *config.command,
+                    stdin=asyncio.subprocess.PIPE,
+                    stdout=asyncio.subprocess.DEVNULL,
+                    stderr=stderr_file,
+                    start_new_session=True,
+                )
+            except OSError as exc:
+                return SendResult("permanent", f"{label}: cannot run: {exc.strerror or exc}")
+            assert proc.stdin is not None
+            try:
+                async with asyncio.timeout(config.timeout_s):
+                    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                        proc.stdin.write(data)
+                        await proc.stdin.drain()
+                    proc.stdin.close()
+                    await proc.wait()
+            except TimeoutError:
+                _kill_group(proc)
+                await proc.wait()
+                return SendResult(
+                    "retryable", f"{label}: timed out after {config.timeout_s:g}s (killed)"
+                )
+            except BaseException:
+                _kill_group(proc)  # cancelled: leave nothing behind
+                await asyncio.shield(proc.wait())
+                raise
+            stderr = _tail(stderr_file)
         code = proc.returncode
         assert code is not None
         outcome = classify_exit(code)

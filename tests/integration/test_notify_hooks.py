@@ -313,6 +313,36 @@ async def test_exec_timeout_kills_process_group(tmp_path: Path, clock: FakeClock
     assert ready, "the command's child survived the timeout"
 
 
+async def test_exec_outcome_is_the_exit_status_not_stderr(clock: FakeClock) -> None:
+    """A command that exits 0 but leaves a child holding stderr open was delivered: calling it
+    a timeout would page again. A command that writes a lot to stderr must not block."""
+
+    def hook(code: str) -> ExecHook:
+        return ExecHook(
+            HookConfig(
+                name="x",
+                kind="exec",
+                command=(sys.executable, "-c", code),
+                timeout_s=20,
+                position=POS,
+            ),
+            clock=clock,
+        )
+
+    leaves_child = (
+        "import subprocess, sys; sys.stdin.read(); "
+        "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(8)']); sys.exit(0)"
+    )
+    started = time.monotonic()
+    result = await hook(leaves_child).send([firing()])
+    assert result.outcome == "ok", result
+    assert time.monotonic() - started < 10  # not the 20 s timeout
+    noisy = "import sys; sys.stdin.read(); sys.stderr.write('x' * 300000 + '\\nlast'); sys.exit(3)"
+    result = await hook(noisy).send([firing()])
+    assert result.outcome == "retryable", result
+    assert result.reason.endswith("exit status 3: last")
+
+
 async def test_build_hooks_from_config(session, clock: FakeClock) -> None:
     text = """\
 global: {evaluation_interval: 30s}
