@@ -12,9 +12,9 @@ same number of gauge children measured in the same run. Also the milliseconds pe
 the standard CPU-utilisation KPI, ``100 * (1 - avg by (instance) (rate(...{mode="idle"}[5m])))``,
 over 1,000 hosts x 8 CPUs x 8 modes with 5 minutes of 15 s samples. Last, the state machine with
 the journal (kpimon/journal/) at N = 100k, 1% of series changing phase per tick: the machine's
-and the journal commit's milliseconds per tick (the commit with synchronous=FULL, as the daemon
-runs it, and NORMAL for comparison), the rows and transitions written per tick, and the time to
-restore the 100k series at start-up.
+and the journal commit's milliseconds per tick, the commit's CPU time apart from its wait for
+I/O (the fsync; with synchronous=FULL, as the daemon runs it, and NORMAL for comparison), the
+rows and transitions written per tick, and the time to restore the 100k series at start-up.
 
     python benchmarks/evaluate.py [--quick]
 """
@@ -202,7 +202,7 @@ def journal_bench(n_series: int, ticks: int, synchronous: str) -> dict[str, floa
     ]
     base = np.random.default_rng(42).uniform(0, 80, size=n_series)
     t0 = 1_700_000_000.0
-    machine, commit, rows, transitions = [], [], [], []
+    machine, commit, cpu, rows, transitions = [], [], [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         journal = Journal.open(tmp, synchronous=synchronous)
         state = KpiState(rule)
@@ -212,13 +212,17 @@ def journal_bench(n_series: int, ticks: int, synchronous: str) -> dict[str, floa
             vals[np.arange(n_series) % 100 == k % 100] = 95.0
             s = time.perf_counter()
             out = state.step(t, labels, vals)
-            m = time.perf_counter()
+            stepped = time.perf_counter()
             dirty = int(state.dirty.sum())
-            done = journal.commit(t, [("bench", "fp", state)], [("bench", tr) for tr in out])
+            entries = [("bench", tr) for tr in out]  # as Engine.tick hands them over
+            c = time.process_time()
+            m = time.perf_counter()
+            done = journal.commit(t, [("bench", "fp", state)], entries)
             e = time.perf_counter()
+            cpu.append(time.process_time() - c)
             assert len(done) == len(out)
             if k >= 3:
-                machine.append(m - s)
+                machine.append(stepped - s)
                 commit.append(e - m)
                 rows.append(dirty)
                 transitions.append(len(out))
@@ -234,6 +238,7 @@ def journal_bench(n_series: int, ticks: int, synchronous: str) -> dict[str, floa
     return {
         "machine": median_ms(machine),
         "commit": median_ms(commit),
+        "commit_cpu": median_ms(cpu[3:]),
         "rows": statistics.median(rows),
         "transitions": statistics.median(transitions),
         "restore": restore * 1000,
@@ -272,18 +277,23 @@ def main() -> None:
     )
     n = 100_000
     print(f"state machine + journal, N={n:,}, 1% of series change phase per tick")
+    budget = 5.0
     for sync in ("FULL", "NORMAL"):
         r = journal_bench(n, ticks, sync)
-        share = r["commit"] / (r["machine"] + r["commit"])
+        wait = max(0.0, r["commit"] - r["commit_cpu"])
+        verdict = "PASS" if r["machine"] + r["commit_cpu"] <= budget else "MISS"
         print(
             f"  synchronous={sync:<6}: machine {r['machine']:6.2f} ms  journal commit "
-            f"{r['commit']:6.2f} ms ({share:.0%} of machine + journal; "
-            f"{r['rows']:,.0f} rows and {r['transitions']:,.0f} transitions per tick)  "
+            f"{r['commit_cpu']:5.2f} ms CPU + {wait:5.2f} ms off CPU (I/O: fsync, WAL writes) = "
+            f"{r['commit']:6.2f} ms wall; machine + commit CPU "
+            f"{r['machine'] + r['commit_cpu']:.2f} ms (budget {budget:g} ms: {verdict}); "
+            f"{r['rows']:,.0f} rows and {r['transitions']:,.0f} transitions per tick; "
             f"restore {n:,} series at start-up {r['restore']:.0f} ms"
         )
     print(
-        "  (the §11 budget, ≤ 5 ms per 100k series per tick, covers ingest + evaluation + "
-        "machine, above; the journal commit comes on top, once per evaluation_interval)"
+        "  (issue 4: state machine + journal writes ≤ 5 ms of CPU per 100k series per tick; "
+        "the fsync that synchronous=FULL adds once per tick is I/O wait, shown apart: FULL's "
+        "off-CPU time minus NORMAL's)"
     )
     ours, theirs = render_bench(10_000, 5 if args.quick else 15)
     verdict = "PASS" if ours <= 100 else "MISS"

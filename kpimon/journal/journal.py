@@ -9,7 +9,8 @@ One file, ``kpimon.db`` under ``--storage.path`` (plus SQLite's ``-wal``/``-shm`
 - ``state_chunks``: per KPI, chunks of state records (every :attr:`KpiState.PERSISTED_ARRAYS`
   row of a series, :mod:`.codec`) with their label sets, appended as series change, and the
   label sets of series forgotten; a series' latest record wins;
-- ``transitions``: the append-only log, ``seq`` increasing by one per transition, no gaps.
+- ``transition_batches``: the append-only transition log, ``seq`` increasing by one per
+  transition, no gaps; one row per commit holding that commit's transitions (:mod:`.translog`).
 
 **Commit protocol.** :meth:`Journal.commit` writes one evaluation tick in ONE transaction: the
 tick's transitions, one chunk per KPI with the records of the series that changed in the tick
@@ -42,7 +43,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import functools
 import json
 import logging
 import os
@@ -62,6 +62,7 @@ from kpimon.journal import codec, translog
 from kpimon.journal.schema import migrate
 from kpimon.journal.translog import TransitionRecord
 from kpimon.kpi.machine import KpiState, Transition
+from kpimon.labels import Labels
 
 log = logging.getLogger("kpimon.journal")
 
@@ -80,8 +81,29 @@ class _SavedKpi:
     scalars: str
 
 
-labels_text = functools.lru_cache(maxsize=1 << 17)(codec.labels_text)
-"""Label sets to JSON, memoised: the same series change phase again and again."""
+class _LabelTexts(dict[Labels, str]):
+    """Label sets to JSON (:func:`codec.labels_text`), memoised: the same series change phase
+    again and again. ``map(texts.__getitem__, ...)`` is a C-level dict lookup per hit, 2.5x
+    cheaper than ``functools.lru_cache``; the encoder runs only on a miss. Bounded: emptied
+    when it holds :data:`MAX` label sets (then it refills with the live ones)."""
+
+    MAX = 1 << 18
+
+    def __missing__(self, labels: Labels) -> str:
+        if len(self) >= self.MAX:
+            self.clear()
+        text = self[labels] = codec.labels_text(labels)
+        return text
+
+
+@dataclass(slots=True)
+class _RowTexts:
+    """A KPI state's rows' label-set JSON: ``texts[r]`` for row ``r`` of ``labels`` (the
+    state's list), ``last`` the last row's label set when cached."""
+
+    labels: list[Labels]
+    texts: list[str]
+    last: Labels | None
 
 
 class Journal:
@@ -105,6 +127,8 @@ class Journal:
         self._since_full: dict[str, int] = {}
         """Per KPI: records in the chunks after its last full chunk (none: no full chunk)."""
         self._next_seq = 1
+        self._label_texts = _LabelTexts()
+        self._texts: weakref.WeakKeyDictionary[KpiState, _RowTexts] = weakref.WeakKeyDictionary()
         self._read_catalog()
 
     def _read_catalog(self) -> None:
@@ -112,9 +136,7 @@ class Journal:
         conn = self._conn
         row = conn.execute("SELECT t FROM heartbeat WHERE id = 1").fetchone()
         self.heartbeat = None if row is None else float(row[0])
-        self._next_seq = int(
-            conn.execute("SELECT coalesce(max(seq), 0) + 1 FROM transitions").fetchone()[0]
-        )
+        self._next_seq = translog.next_seq(conn)
         names: dict[int, str] = {}
         self._kpis = {}
         for kid, name, fp, lay, scalars in conn.execute(
@@ -253,7 +275,7 @@ class Journal:
         ).fetchall()
         try:
             lay = codec.parse_layout(saved.layout)
-            labels, rows, written = codec.latest([(c[0], c[1], c[2]) for c in chunks])
+            labels, rows, written, texts = codec.latest([(c[0], c[1], c[2]) for c in chunks])
             arrays = codec.unpack(b"".join(c[3] for c in chunks), lay)
             axis = {name: ax for name, ax, _, _ in lay}
             state.load(
@@ -262,6 +284,10 @@ class Journal:
                 written,
                 json.loads(saved.scalars),
             )
+            # The texts just read are these label sets' texts: the first commit after a restore
+            # (every row dirty) finds them instead of encoding 100k label sets again.
+            if len(self._label_texts) + len(texts) < self._label_texts.MAX:
+                self._label_texts.update(zip(labels, texts, strict=True))
         except (ValueError, TypeError, KeyError) as exc:
             raise JournalError(
                 f"journal {self.path}: the saved state of KPI {name} is unreadable ({exc}); "
@@ -347,6 +373,33 @@ class Journal:
             hit = self._layouts[state] = (lay, codec.layout_text(lay))
         return hit
 
+    def _rows(self, state: KpiState) -> _RowTexts:
+        """The label-set JSON of each of ``state``'s rows, kept across ticks (:class:`_RowTexts`).
+
+        ``KpiState.labels`` only grows (appended in place) until series are forgotten, which
+        replaces the list; so while it is the same list, the texts of the rows cached so far
+        stand and only new rows are encoded: a list index per changed row instead of a hash of
+        its label set (0.1 ms instead of 1.3 ms for 2,000 rows among 100k).
+        """
+        labels = state.labels
+        rows = self._texts.get(state)
+        if rows is not None:
+            n = len(rows.texts)
+            if (
+                rows.labels is not labels
+                or n > len(labels)
+                or (n and labels[n - 1] is not rows.last)
+            ):
+                rows = None
+        if rows is None:
+            rows = self._texts[state] = _RowTexts(labels, [], None)
+        n = len(rows.texts)
+        if n < len(labels):
+            new = labels[n:]
+            rows.texts.extend(map(self._label_texts.__getitem__, new))
+            rows.last = labels[-1]
+        return rows
+
     def _drop_state(self, name: str, kpi_id: int) -> None:
         self._conn.execute("DELETE FROM state_chunks WHERE kpi_id = ?", (kpi_id,))
         self._since_full.pop(name, None)
@@ -393,8 +446,8 @@ class Journal:
             return
         # One JSON label set per line (JSON escapes newlines): restoring splits the lines and
         # parses only the label sets still live.
-        labels = "\n".join(map(labels_text, map(state.labels.__getitem__, rows.tolist())))
-        gone = "" if full else "\n".join(map(labels_text, state.forgotten))
+        labels = "\n".join(map(self._rows(state).texts.__getitem__, rows.tolist()))
+        gone = "" if full else "\n".join(map(self._label_texts.__getitem__, state.forgotten))
         cur = conn.execute(
             "INSERT INTO state_chunks (kpi_id, t, full, n, labels, gone, records) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -418,7 +471,10 @@ class Journal:
             self._since_full[name] = (since or 0) + len(rows)
 
     def _write_transitions(self, transitions: Sequence[tuple[str, Transition]]) -> None:
-        translog.append(self._conn, self._next_seq, transitions, labels_text)
+        text = self._label_texts.__getitem__
+        translog.append(
+            self._conn, self._next_seq, transitions, lambda _, labels: map(text, labels)
+        )
 
     # -- reading the log ----------------------------------------------------------------
 

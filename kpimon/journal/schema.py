@@ -12,18 +12,23 @@ To change the schema, append a migration; never edit one that has shipped.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from kpimon.errors import JournalError
+from kpimon.journal.translog import migrate_rows_to_batches
 
 
 @dataclass(frozen=True, slots=True)
 class Migration:
-    """One step of the schema: statements run in one transaction, then the version is bumped."""
+    """One step of the schema: statements, then ``data`` (a step moving data, if any), then
+    ``after`` statements, in one transaction; then the version is bumped."""
 
     version: int
     description: str
     statements: tuple[str, ...]
+    data: Callable[[sqlite3.Connection], None] | None = None
+    after: tuple[str, ...] = ()
 
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -85,6 +90,24 @@ MIGRATIONS: tuple[Migration, ...] = (
             "(to_phase = 'inactive' AND from_phase IN ('firing', 'clearing'))",
         ),
     ),
+    Migration(
+        3,
+        "the transition log as one row per commit (a batch), not one per transition",
+        (
+            # first_seq .. first_seq + n - 1; keys: the batch's distinct [kpi, level, reason]
+            # triples (a JSON array); labels: one JSON label set per line; records: the numbers, one
+            # numpy record per transition (kpimon.journal.translog.RECORD). A row per
+            # transition cost 9 ms of CPU per 2,000-transition tick, a batch 0.5 ms.
+            "CREATE TABLE transition_batches ("
+            " first_seq INTEGER PRIMARY KEY,"
+            " n INTEGER NOT NULL,"
+            " keys TEXT NOT NULL,"
+            " labels TEXT NOT NULL,"
+            " records BLOB NOT NULL)",
+        ),
+        migrate_rows_to_batches,
+        ("DROP VIEW notifications", "DROP TABLE transitions"),
+    ),
 )
 
 SCHEMA_VERSION = MIGRATIONS[-1].version
@@ -137,6 +160,10 @@ def migrate(conn: sqlite3.Connection) -> tuple[int, int]:
                 conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
                 conn.execute("INSERT INTO schema_version (version) VALUES (0)")
             for statement in m.statements:
+                conn.execute(statement)
+            if m.data is not None:
+                m.data(conn)
+            for statement in m.after:
                 conn.execute(statement)
             conn.execute("UPDATE schema_version SET version = ?", (m.version,))
             conn.execute("COMMIT")

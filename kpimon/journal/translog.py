@@ -1,20 +1,46 @@
 """The transition log: append-only, ``seq`` increasing by one per transition, no gaps.
 
 Written only inside :meth:`Journal.commit`'s transaction; read by anyone (notifications,
-replays, tests) in sequence order.
+replays, tests) in sequence order through :func:`read`.
+
+**Format (schema v3).** A commit appends its transitions as ONE row of ``transition_batches``:
+``first_seq`` and ``n`` (the batch holds ``first_seq`` .. ``first_seq + n - 1``), the batch's
+distinct (KPI, level, reason) triples as a JSON array, the label sets (one
+:func:`~kpimon.journal.codec.labels_text` per line, in sequence order) and the numbers as one
+numpy structured record per transition (:data:`RECORD`, little-endian). A row per transition
+costs SQLite ≈ 4–5 µs of CPU each, 9 ms for the 2,000 transitions of a tick at 100k series
+with 1% changing phase; the batch costs ≈ 0.5 ms. SQL cannot see inside a batch: read the log
+with :meth:`Journal.transitions` (``kpimon.journal``'s API), not with ``sqlite3``.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 
 import numpy as np
 
-from kpimon.journal.codec import parse_labels
-from kpimon.kpi.machine import PHASES, Transition
+from kpimon.journal.codec import parse_many_labels
+from kpimon.kpi.machine import CLEARING, FIRING, INACTIVE, PHASES, Transition
 from kpimon.labels import Labels
+
+RECORD = np.dtype(
+    [
+        ("t", "<f8"),
+        ("value", "<f8"),
+        ("threshold", "<f8"),
+        ("key", "<u4"),
+        ("from_phase", "u1"),
+        ("to_phase", "u1"),
+        ("flapping", "u1"),
+    ]
+)
+"""One transition's numbers; ``key`` indexes the batch's [kpi, level, reason] triples."""
+
+_NOTIFYING_FROM_FIRING = PHASES[FIRING], PHASES[CLEARING]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,59 +59,155 @@ class TransitionRecord:
     reason: str
     flapping: bool
 
+    @property
+    def notifies(self) -> bool:
+        """True for the changes that reach people: firing, and resolved
+        (:attr:`Transition.notifies`)."""
+        return (self.to_phase == PHASES[FIRING] and self.from_phase != PHASES[CLEARING]) or (
+            self.to_phase == PHASES[INACTIVE] and self.from_phase in _NOTIFYING_FROM_FIRING
+        )
+
 
 def append(
     conn: sqlite3.Connection,
     first_seq: int,
     transitions: Sequence[tuple[str, Transition]],
-    labels_text: Callable[[Labels], str],
+    label_texts: Callable[[Sequence[str], Sequence[Labels]], Iterable[str]],
 ) -> None:
-    """Insert ``transitions`` (kpi, transition) as ``first_seq``, ``first_seq + 1``, ..."""
-    phases = PHASES
-    rows = [
-        (
-            first_seq + i,
-            t,
-            kpi,
-            labels_text(labels),
-            level,
-            phases[frm],
-            phases[to],
-            value,
-            threshold,
-            reason,
-            int(flapping),
-        )
-        # unpacked by position: a NamedTuple's attributes cost a lookup each, 2,000 a tick
-        for i, (kpi, (t, labels, level, frm, to, value, threshold, reason, flapping, *_)) in (
-            enumerate(transitions)
-        )
-    ]
-    conn.executemany(
-        "INSERT INTO transitions (seq, t, kpi, labels, level, from_phase, to_phase, value, "
-        "threshold, reason, flapping) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        rows,
+    """Insert ``transitions`` (kpi, transition) as ``first_seq``, ``first_seq + 1``, ...
+
+    One row for them all; every per-transition step is a C-level ``map``/``zip``.
+    ``label_texts(kpis, label_sets)`` gives the label-set JSON of each transition.
+    """
+    if not transitions:
+        return
+    kpis = list(map(itemgetter(0), transitions))  # not zip(*transitions): 2,000 arguments
+    # By position: (t, labels, level, from, to, value, threshold, reason, flapping, ...).
+    cols = list(zip(*map(itemgetter(1), transitions), strict=True))
+    insert_batch(
+        conn,
+        first_seq,
+        kpis,
+        "\n".join(label_texts(kpis, cols[1])),
+        (cols[0], cols[5], cols[6]),
+        cols[2],
+        (cols[3], cols[4], cols[8]),
+        cols[7],
     )
+
+
+def insert_batch(
+    conn: sqlite3.Connection,
+    first_seq: int,
+    kpis: Sequence[str],
+    labels: str,
+    floats: tuple[Sequence[float], Sequence[float], Sequence[float]],
+    level: Sequence[str],
+    small: tuple[Sequence[int], Sequence[int], Sequence[bool]],
+    reason: Sequence[str],
+) -> None:
+    """Insert one batch from its columns: ``labels`` one label-set JSON per line, ``floats``
+    (t, value, threshold), ``small`` (from phase, to phase, flapping)."""
+    triples = list(zip(kpis, level, reason, strict=True))
+    keys = dict.fromkeys(triples)
+    index = dict(zip(keys, range(len(keys)), strict=False))
+    rec = np.empty(len(kpis), dtype=RECORD)
+    f = np.array(floats, dtype=np.float64)
+    rec["t"], rec["value"], rec["threshold"] = f
+    rec["key"] = list(map(index.__getitem__, triples))
+    u = np.array(small, dtype=np.uint8)
+    rec["from_phase"], rec["to_phase"], rec["flapping"] = u
+    conn.execute(
+        "INSERT INTO transition_batches (first_seq, n, keys, labels, records) "
+        "VALUES (?, ?, ?, ?, ?)",
+        (
+            first_seq,
+            len(kpis),
+            json.dumps(list(keys), separators=(",", ":")),
+            labels,
+            rec.tobytes(),
+        ),
+    )
+
+
+def next_seq(conn: sqlite3.Connection) -> int:
+    """The sequence number the next transition gets."""
+    row = conn.execute(
+        "SELECT first_seq + n FROM transition_batches ORDER BY first_seq DESC LIMIT 1"
+    ).fetchone()
+    return 1 if row is None else int(row[0])
 
 
 def read(conn: sqlite3.Connection, after_seq: int = 0) -> Iterator[TransitionRecord]:
-    """The log from ``after_seq + 1`` on, in sequence order (SQLite stores NaN as NULL)."""
+    """The log from ``after_seq + 1`` on, in sequence order.
+
+    Raises:
+        ValueError: a batch is unreadable (its records do not match its count).
+    """
     cur = conn.execute(
-        "SELECT seq, t, kpi, labels, level, from_phase, to_phase, value, threshold, reason, "
-        "flapping FROM transitions WHERE seq > ? ORDER BY seq",
-        (after_seq,),
+        "SELECT first_seq, n, keys, labels, records FROM transition_batches "
+        "WHERE first_seq >= (SELECT coalesce(max(first_seq), 0) FROM transition_batches "
+        "WHERE first_seq <= ?) ORDER BY first_seq",
+        (after_seq + 1,),
     )
-    for seq, t, kpi, lab, level, frm, to, value, threshold, reason, flapping in cur:
-        yield TransitionRecord(
-            seq=seq,
-            t=t,
-            kpi=kpi,
-            labels=parse_labels(lab),
-            level=level,
-            from_phase=frm,
-            to_phase=to,
-            value=np.nan if value is None else value,
-            threshold=np.nan if threshold is None else threshold,
-            reason=reason,
-            flapping=bool(flapping),
+    phases = PHASES
+    for first_seq, n, keys_text, labels, records in cur:
+        keys = json.loads(keys_text)
+        rec = np.frombuffer(records, dtype=RECORD)
+        lines = labels.split("\n") if n else []
+        if len(rec) != n or len(lines) != n:
+            raise ValueError(f"transition batch {first_seq} does not hold {n} transitions")
+        label_sets = parse_many_labels(json.loads("[" + ",".join(lines) + "]"))
+        skip = max(0, after_seq + 1 - first_seq)
+        for i in range(skip, n):
+            r = rec[i]
+            kpi, level, reason = keys[r["key"]]
+            yield TransitionRecord(
+                seq=first_seq + i,
+                t=float(r["t"]),
+                kpi=kpi,
+                labels=label_sets[i],
+                level=level,
+                from_phase=phases[r["from_phase"]],
+                to_phase=phases[r["to_phase"]],
+                value=float(r["value"]),
+                threshold=float(r["threshold"]),
+                reason=reason,
+                flapping=bool(r["flapping"]),
+            )
+
+
+def migrate_rows_to_batches(conn: sqlite3.Connection) -> None:
+    """Schema v3's data step: move the v1/v2 ``transitions`` rows into batches.
+
+    Each run of consecutive sequence numbers becomes one batch (a v2 log has no gaps, so
+    that is one batch); SQLite's NULL for NaN becomes NaN again.
+    """
+    rows = conn.execute(
+        "SELECT seq, t, kpi, labels, level, from_phase, to_phase, value, threshold, reason, "
+        "flapping FROM transitions ORDER BY seq"
+    ).fetchall()
+    code = {p: i for i, p in enumerate(PHASES)}
+    start = 0
+    for end in range(1, len(rows) + 1):
+        if end < len(rows) and rows[end][0] == rows[end - 1][0] + 1:
+            continue
+        run = rows[start:end]
+        _, t, kpi, labels, level, frm, to, value, threshold, reason, flapping = zip(
+            *run, strict=True
         )
+        insert_batch(
+            conn,
+            run[0][0],
+            kpi,
+            "\n".join(labels),
+            (
+                t,
+                [np.nan if v is None else v for v in value],
+                [np.nan if v is None else v for v in threshold],
+            ),
+            level,
+            ([code[p] for p in frm], [code[p] for p in to], flapping),
+            reason,
+        )
+        start = end

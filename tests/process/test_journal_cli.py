@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
+from kpimon.journal import Journal
 from tests.helpers.daemon import kpimon
 
 REPO = Path(__file__).resolve().parents[2]
@@ -85,7 +85,6 @@ def test_a_restart_restores_state_and_fires_once(tmp_path: Path) -> None:
             log = k.log()
         if run == 1:
             assert "state restored from the journal kpis=1" in log
-    conn = sqlite3.connect(db)
-    rows = conn.execute("SELECT seq, kpi, from_phase, to_phase FROM transitions").fetchall()
-    conn.close()
+    with Journal.open(db.parent) as j:
+        rows = [(r.seq, r.kpi, r.from_phase, r.to_phase) for r in j.transitions()]
     assert rows == [(1, "always", "inactive", "firing")]  # the restart fired nothing new

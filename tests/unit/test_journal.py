@@ -19,6 +19,7 @@ from kpimon.kpi.machine import (
     FIRING,
     INACTIVE,
     PENDING,
+    PHASES,
     KpiState,
     LevelRule,
     MachineRule,
@@ -117,7 +118,7 @@ def test_state_round_trips_through_the_journal(tmp_path: Path) -> None:
         (name, tr.labels, tr.level, tr.t) for name, tr in out
     ]
     assert log[0].from_phase == "inactive"
-    notified = [r[0] for r in j._conn.execute("SELECT seq FROM notifications ORDER BY seq")]
+    notified = [r.seq for r in log if r.notifies]
     assert notified == [i + 1 for i, (_, tr) in enumerate(out) if tr.notifies]
     assert notified
     j.close()
@@ -462,3 +463,43 @@ def test_the_fingerprint_changes_with_the_definition_only(tmp_path: Path) -> Non
     # a rule field left at its default is not part of the fingerprint, so adding one to the
     # machine's rule later keeps yesterday's journal
     assert "flapping" not in repr(_canonical(_definition(a["cpu"].kpi)))
+
+
+def test_partial_chunks_after_series_are_forgotten_restore_exactly(tmp_path: Path) -> None:
+    """The journal caches each row's label text per state; forgetting series renumbers the
+    rows, and the chunks written after that (partial: few rows change) must still name the
+    right series."""
+    rule = MachineRule(
+        levels=(LevelRule(name="warning", above=True, threshold=5.0, clear=5.0, for_s=30.0),),
+        no_data_after_s=60.0,
+        no_data_resolve_after_s=60.0,
+    )
+    state = KpiState(rule)
+    everyone = [(("s", f"{i:02d}"),) for i in range(40)]
+    rng = np.random.default_rng(3)
+    log = []
+    partial = 0
+    with Journal.open(tmp_path) as j:
+        for k in range(30):
+            t = T0 + 15 * k
+            # series 0-4 vanish from tick 5 on (forgotten after 60 s), 2 come back at tick 20
+            present = everyone[5:] if 5 <= k < 20 else everyone[2:] if k >= 20 else everyone
+            values = np.where(rng.random(len(present)) < 0.05, 10.0, 1.0)
+            trs = [("k", tr) for tr in state.step(t, present, values)]
+            log += j.commit(t, [("k", "fp", state)], trs)
+            if k > 10:
+                partial += j._conn.execute(
+                    "SELECT count(*) FROM state_chunks WHERE NOT full"
+                ).fetchone()[0]
+    assert partial > 3
+    assert state.labels[-3:] == everyone[2:5]  # forgotten, then back at the end
+    with Journal.open(tmp_path) as j:
+        restored = KpiState(rule)
+        assert j.load("k", "fp", restored) == len(state)
+        assert [(r.labels, r.t, r.to_phase) for r in j.transitions()] == [
+            (tr.labels, tr.t, PHASES[tr.to_phase]) for _, tr in log
+        ]
+    assert restored.labels == state.labels
+    for array in KpiState.PERSISTED_ARRAYS:
+        if array != "present":
+            assert np.array_equal(getattr(restored, array), getattr(state, array), equal_nan=True)

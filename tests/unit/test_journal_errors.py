@@ -9,9 +9,10 @@ import sqlite3
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from kpimon.journal import DB_NAME, SCHEMA_VERSION, Journal, JournalError
+from kpimon.journal import DB_NAME, SCHEMA_VERSION, Journal, JournalError, codec
 from kpimon.journal.schema import MIGRATIONS
 from kpimon.kpi.machine import KpiState, LevelRule, MachineRule
 
@@ -19,8 +20,6 @@ RULE = MachineRule(levels=(LevelRule(name="warning", above=True, threshold=1.0, 
 
 
 def a_journal_with_data(path: Path, series: int = 400) -> None:
-    import numpy as np
-
     state = KpiState(RULE)
     labels = [(("instance", f"host-{i:05d}.example.org:9100"),) for i in range(series)]
     with Journal.open(path) as j:
@@ -176,12 +175,73 @@ def test_a_version_1_journal_is_migrated_with_its_data(tmp_path: Path) -> None:
         assert record.seq == 1
         assert record.labels == (("instance", "a"),)
         assert record.to_phase == "pending"
+        assert not record.notifies  # inactive → pending notifies no one
+        assert np.isnan(record.value)  # NULL in v1 rows
         version = j._conn.execute("SELECT version FROM schema_version").fetchone()[0]
-        notifying = j._conn.execute("SELECT seq FROM notifications").fetchall()
-    assert version == SCHEMA_VERSION == 2
-    assert notifying == []  # the view v2 added; inactive → pending notifies no one
+    assert version == SCHEMA_VERSION == 3
     with Journal.open(tmp_path) as j:  # idempotent
         assert len(list(j.transitions())) == 1
+
+
+def _as_version_2(db: Path) -> None:
+    """Rewrite a current journal's transition log in the v2 format (a row per transition)."""
+    with Journal.open(db.parent) as j:
+        log = list(j.transitions())
+    conn = sqlite3.connect(db)
+    conn.execute(MIGRATIONS[0].statements[-1])  # CREATE TABLE transitions
+    conn.execute(MIGRATIONS[1].statements[0])  # CREATE VIEW notifications
+    conn.executemany(
+        "INSERT INTO transitions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                r.seq,
+                r.t,
+                r.kpi,
+                codec.labels_text(r.labels),
+                r.level,
+                r.from_phase,
+                r.to_phase,
+                None if np.isnan(r.value) else r.value,
+                None if np.isnan(r.threshold) else r.threshold,
+                r.reason,
+                int(r.flapping),
+            )
+            for r in log
+        ],
+    )
+    conn.execute("DROP TABLE transition_batches")
+    conn.execute("UPDATE schema_version SET version = 2")
+    conn.commit()
+    conn.close()
+
+
+def test_a_version_2_journal_is_migrated_with_its_data(tmp_path: Path) -> None:
+    a_journal_with_data(tmp_path, series=50)
+    with Journal.open(tmp_path) as j:
+        expected = list(j.transitions())
+    state = KpiState(RULE)
+    with Journal.open(tmp_path) as j:
+        assert j.load("k", "fp", state) == 50
+    _as_version_2(tmp_path / DB_NAME)
+    conn = sqlite3.connect(tmp_path / DB_NAME)
+    notifying_v2 = [r[0] for r in conn.execute("SELECT seq FROM notifications ORDER BY seq")]
+    conn.close()
+
+    with Journal.open(tmp_path) as j:
+        version = j._conn.execute("SELECT version FROM schema_version").fetchone()[0]
+        assert list(j.transitions()) == expected
+        assert [r.seq for r in expected] == list(range(1, 101))  # 50 pending, 50 inactive
+        assert [r.seq for r in expected if r.notifies] == notifying_v2
+        restored = KpiState(RULE)
+        assert j.load("k", "fp", restored) == 50
+        assert restored.labels == state.labels
+        for array in KpiState.PERSISTED_ARRAYS:
+            assert np.array_equal(getattr(restored, array), getattr(state, array), equal_nan=True)
+        # and the migrated journal carries on: the next commit continues the sequence
+        more = restored.step(1060.0, restored.labels, np.full(50, 5.0))
+        assert j.commit(1060.0, [("k", "fp", restored)], [("k", tr) for tr in more])
+        assert [r.seq for r in j.transitions(after_seq=100)] == list(range(101, 151))
+    assert version == SCHEMA_VERSION == 3
 
 
 def test_a_new_journal_uses_wal_and_full_sync(tmp_path: Path) -> None:
