@@ -143,12 +143,16 @@ class AlertmanagerHook:
         return json.dumps(alerts, separators=(",", ":"), ensure_ascii=False).encode()
 
     async def send(self, events: Sequence[AlertEvent]) -> SendResult:
-        """POST ``events`` in batches of :data:`MAX_BATCH`; stops at the first failed batch.
+        """POST ``events`` in batches of :data:`MAX_BATCH`.
 
-        A 400 is permanent: Alertmanager rejected some alert as invalid (it still accepted the
-        valid ones of that batch), and sending the same alert again cannot help.
+        A 400 is permanent for its own batch only: Alertmanager rejected some alert of it as
+        invalid (it still accepted the valid ones), and sending it again cannot help; the
+        other batches are still sent. A retryable failure (connection, 5xx, 429) stops the
+        send: the receiver is unwell, and the whole send is retried. The result is the first
+        failure, else ok.
         """
         result = SendResult("ok", f"{self.name}: nothing to send")
+        first_failure: SendResult | None = None
         label = f'alertmanager "{http.redact_url(self.url)}"'
         for batch in batches(events, self.max_batch):
             now = self._clock.wall()
@@ -161,6 +165,8 @@ class AlertmanagerHook:
                 label=label,
                 now=now,
             )
-            if not result.ok:
+            if result.outcome == "retryable":
                 return result
-        return result
+            if not result.ok and first_failure is None:
+                first_failure = result
+        return first_failure if first_failure is not None else result

@@ -408,3 +408,30 @@ async def test_retry_loop_until_delivered(receiver: Receiver, session, clock: Fa
     assert delays == [20.0, 1.0]  # Retry-After wins over 0.5 s of jitter; then 0.5 × 2
     bodies = [json.loads(b) for _, _, b in receiver.requests]
     assert len({b["dedup_key"] for b in bodies}) == 1  # every attempt is the same event
+
+
+async def test_alertmanager_400_spoils_only_its_own_batch(
+    receiver: Receiver, session, clock: FakeClock
+) -> None:
+    """Alertmanager answers 400 when some alert of a batch is invalid (it keeps the valid ones):
+    the other batches must still be sent; a 5xx stops the send (it is retried whole)."""
+    from kpimon.notify.alertmanager import AlertmanagerHook
+
+    hook = AlertmanagerHook(
+        receiver.url("/api/v2/alerts"),
+        session,
+        clock=clock,
+        timeout_s=2.0,
+        evaluation_interval_s=15.0,
+    )
+    hook.max_batch = 2
+    events = [firing(value=float(i)) for i in range(5)]  # 3 batches
+    receiver.answers = [(400, {}, "bad alert POSTs: [1]")]
+    result = await hook.send(events)
+    assert result.outcome == "permanent"
+    assert len(receiver.requests) == 3
+    receiver.requests.clear()
+    receiver.answers = [(200, {}, ""), (503, {}, "")]
+    result = await hook.send(events)
+    assert result.outcome == "retryable"
+    assert len(receiver.requests) == 2
