@@ -173,15 +173,22 @@ _STARTS_IRREGULAR[[ord(" "), ord("\t"), ord("\r")]] = True
 @functools.lru_cache(maxsize=128)
 def _selective(wanted: frozenset[bytes], om: bool) -> re.Pattern[bytes]:
     """The selective regex: the groups of :data:`_WHOLE`, for lines of wanted names only."""
-    bare = _trie([n for n in wanted if re.fullmatch(_NAME, n)])
-    quoted = _trie([_escape(n) for n in wanted])
-    head = rb"(?:" + bare + rb'[^a-zA-Z0-9_:]|\{[ \t]*+"' + quoted + rb'"[ \t]*+[,}]'
-    if om:  # an early '# EOF' (the last one is cut off) must reach the exact pass
-        head += rb"|#[ \t]*+EOF"
-    head += rb")"
+    head = _wanted_head(wanted, om)
     return re.compile(
         rb"\n[ \t]*+(?=" + head + rb")(?:(" + _KEY_F + rb")" + _TAIL[om] + rb"|(.++))"
     )
+
+
+def _wanted_head(wanted: frozenset[bytes], om: bool) -> bytes:
+    """A regex for the start of a line of a wanted name, bare or quoted (tries: an attempt
+    costs O(length)); in OpenMetrics also an early "# EOF" (the last one is cut off before the
+    regex runs), which must reach the exact pass."""
+    bare = _trie([n for n in wanted if re.fullmatch(_NAME, n)])
+    quoted = _trie([_escape(n) for n in wanted])
+    head = rb"(?:" + bare + rb'[^a-zA-Z0-9_:]|\{[ \t]*+"' + quoted + rb'"[ \t]*+[,}]'
+    if om:
+        head += rb"|#[ \t]*+EOF"
+    return head + rb")"
 
 
 def _trie(words: list[bytes]) -> bytes:
@@ -291,12 +298,9 @@ def _by_lines(
     the line's key with a space after its label set, which no valid key has, so timestamped
     payloads are deferred too.
     """
-    buf = b"\n" + data if data.endswith(b"\n") else b"\n" + data + b"\n"
-    if om:
-        pos = buf.rfind(b"\n# EOF")
-        if pos < 0 or buf[pos:] not in (b"\n# EOF\n", b"\n# EOF\r\n"):
-            return None
-        buf = buf[: pos + 1]
+    buf = _framed(data, om)
+    if buf is None:
+        return None
     if wanted is None:
         lines = buf[1:-1].split(b"\n")
         if b"" in lines:
@@ -337,17 +341,10 @@ def _by_lines(
     joined = b" ".join(tokens)
     if joined.translate(None, _VALUE_BYTES).strip(b" "):
         return None  # a byte no value has (blanks, '_', CR, non-ASCII)
-    # With those bytes only, float() takes exactly the finite literals of _VALUE; the
-    # non-finite ones are checked below (float takes "+nan", Go's parser does not).
-    try:
-        values = np.fromiter(map(float, tokens), np.float64, len(tokens))
-    except ValueError:
+    # With those bytes only, float() takes exactly the finite literals of _VALUE.
+    values = _values(tokens)
+    if values is None:
         return None
-    finite = np.isfinite(values)
-    if not finite.all():
-        for i in np.flatnonzero(~finite).tolist():
-            if tokens[i] not in _SPECIALS and not _SPECIAL_RE.fullmatch(tokens[i]):
-                return None
     return Exposition(keys, values, None, samples_total, 0, ())
 
 
@@ -358,22 +355,14 @@ _ODD_FIRST = frozenset(b"# \t\r")
 @functools.lru_cache(maxsize=128)
 def _selected_lines(wanted: frozenset[bytes], om: bool) -> re.Pattern[bytes]:
     """The lines (without their newline) that start with a wanted name, bare or quoted."""
-    bare = _trie([n for n in wanted if re.fullmatch(_NAME, n)])
-    quoted = _trie([_escape(n) for n in wanted])
-    head = rb"(?:" + bare + rb'[^a-zA-Z0-9_:]|\{[ \t]*+"' + quoted + rb'"[ \t]*+[,}]'
-    if om:
-        head += rb"|#[ \t]*+EOF"
-    return re.compile(rb"\n(?=" + head + rb"))([^\n]*+)")
+    return re.compile(rb"\n(?=" + _wanted_head(wanted, om) + rb")([^\n]*+)")
 
 
 def _fast(data: bytes, wanted: frozenset[bytes] | None, om: bool) -> Exposition | None:
     """The result when the payload has nothing wrong or unusual; None to defer to :func:`_exact`."""
-    buf = b"\n" + data if data.endswith(b"\n") else b"\n" + data + b"\n"
-    if om:
-        pos = buf.rfind(b"\n# EOF")
-        if pos < 0 or buf[pos:] not in (b"\n# EOF\n", b"\n# EOF\r\n"):
-            return None
-        buf = buf[: pos + 1]
+    buf = _framed(data, om)
+    if buf is None:
+        return None
     if not data.isascii() and not _is_utf8(data):
         return None
     # split, not findall: one flat list [gap, key, value, stamp, bad, gap, ...] instead of a
@@ -393,6 +382,33 @@ def _fast(data: bytes, wanted: frozenset[bytes] | None, om: bool) -> Exposition 
     stamps_t: list[bytes | None] = parts[3::5]
     if len(set(keys)) != len(keys):
         return None
+    values = _values(tokens)
+    if values is None:
+        return None
+    timestamps = None
+    if any(stamps_t):
+        stamps = [_timestamp(s, om) if s else math.nan for s in stamps_t]
+        if None in stamps:
+            return None
+        timestamps = np.array(stamps, np.float64)
+    return Exposition(keys, values, timestamps, samples_total, 0, ())
+
+
+def _framed(data: bytes, om: bool) -> bytes | None:
+    """``data`` between a leading and a final newline, OpenMetrics' final ``# EOF`` cut off;
+    None when an OpenMetrics payload does not end with it (the exact pass says so)."""
+    buf = b"\n" + data if data.endswith(b"\n") else b"\n" + data + b"\n"
+    if om:
+        pos = buf.rfind(b"\n# EOF")
+        if pos < 0 or buf[pos:] not in (b"\n# EOF\n", b"\n# EOF\r\n"):
+            return None
+        buf = buf[: pos + 1]
+    return buf
+
+
+def _values(tokens: list[bytes]) -> npt.NDArray[np.float64] | None:
+    """The values of value tokens free of blanks and '_'; None when one is not a Go float
+    (float() also takes "+nan" and overflows to inf where Go's parser refuses)."""
     try:
         values = np.fromiter(map(float, tokens), np.float64, len(tokens))
     except ValueError:
@@ -402,13 +418,7 @@ def _fast(data: bytes, wanted: frozenset[bytes] | None, om: bool) -> Exposition 
         for i in np.flatnonzero(~finite).tolist():
             if tokens[i] not in _SPECIALS and not _SPECIAL_RE.fullmatch(tokens[i]):
                 return None  # out of range, or a NaN spelling Go rejects ("+nan")
-    timestamps = None
-    if any(stamps_t):
-        stamps = [_timestamp(s, om) if s else math.nan for s in stamps_t]
-        if None in stamps:
-            return None
-        timestamps = np.array(stamps, np.float64)
-    return Exposition(keys, values, timestamps, samples_total, 0, ())
+    return values
 
 
 def _count_sample_lines(buf: bytes) -> int:
