@@ -57,8 +57,8 @@ def render_annotation(
     external_url: str = "",
 ) -> str:
     """Annotation ``text`` of level ``li`` for series ``row`` of ``rt``, rendered at the last
-    evaluation as the notifier renders it (``labels``: the alert's labels). A template that
-    fails at render time (a label some series lack) reads ``<template error: ...>``."""
+    evaluation as the notifier renders it (``labels``: the alert's labels), failures included
+    (:func:`~kpimon.notify.templates.render_or_explain`)."""
     kpi, state = rt.kpi, rt.state
     level = rt.rule.levels[li]
     context = templates.Context(
@@ -75,10 +75,7 @@ def render_annotation(
         external_labels=external_labels,
         external_url=external_url,
     )
-    try:
-        return templates.render(text, context)
-    except Exception as exc:  # TemplateError, or the template's own arithmetic (1 / 0)
-        return f"<template error: {exc}>"
+    return templates.render_or_explain(text, context)[0]
 
 
 def open_alerts(rt: KpiRuntime) -> list[Alert]:

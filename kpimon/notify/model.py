@@ -181,11 +181,10 @@ def build_event(
     )
     rendered: list[tuple[str, str]] = []
     for name, text in kpi.annotations:
-        try:
-            rendered.append((name, templates.render(text, context)))
-        except Exception as exc:  # TemplateError, or the template's own arithmetic (1 / 0)
-            log.warning("KPI %s: annotation %s failed to render: %s", kpi.name, name, exc)
-            rendered.append((name, f"{text} (template error: {exc})"))
+        expanded, error = templates.render_or_explain(text, context)
+        if error is not None:
+            log.warning("KPI %s: annotation %s failed to render: %s", kpi.name, name, error)
+        rendered.append((name, expanded))
     if not any(name == "summary" for name, _ in rendered):
         rendered.insert(0, ("summary", templates.default_summary(context)))
     return AlertEvent(

@@ -336,6 +336,16 @@ def check(text: str, variables: tuple[str, ...] = VARIABLES) -> list[TemplatePro
     return out
 
 
+def render_or_explain(text: str, context: Context) -> tuple[str, str | None]:
+    """``text`` expanded for ``context``, and None; or, when it fails at render time (a label
+    some series lack, ``{{ value / 0 }}``), the text as written with the error appended, and
+    the error: an annotation that cannot be rendered must never cost the alert."""
+    try:
+        return render(text, context), None
+    except Exception as exc:  # TemplateError, or the template's own arithmetic
+        return f"{text} (template error: {exc})", str(exc)
+
+
 def render(text: str, context: Context) -> str:
     """Expand ``text`` for ``context``.
 

@@ -452,3 +452,33 @@ tests:
     err = capsys.readouterr().err
     assert 'summary="a at 60% (> 50) for 4m"' in err  # expected
     assert 'summary="a at 60% (> 50) for 5m"' in err  # got
+
+
+def test_an_annotation_that_fails_to_render_shows_as_the_notifier_sends_it(tmp_path, capsys):  # type: ignore[no-untyped-def]
+    (tmp_path / "rules.yaml").write_text(
+        """
+kpis:
+  - name: load
+    owner: ops
+    expr: x
+    levels: {warning: {above: 50}}
+    annotations:
+      summary: "{{ labels.missing }}"
+"""
+    )
+    (tmp_path / "t.yaml").write_text(
+        """
+rule_files: [rules.yaml]
+tests:
+  - interval: 1m
+    input_series: [{series: 'x', values: '60'}]
+    alert_rule_test:
+      - eval_time: 0m
+        alertname: load
+        exp_alerts:
+          - exp_labels: {severity: warning}
+            exp_annotations: {summary: "x"}
+"""
+    )
+    assert main(["test", str(tmp_path / "t.yaml")]) == 1
+    assert 'summary="{{ labels.missing }} (template error: ' in capsys.readouterr().err
