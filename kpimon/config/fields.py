@@ -129,6 +129,16 @@ def as_seq(node: Node, path: str, problems: Problems) -> Seq | None:
     return None
 
 
+def seq_items(m: Map, key: str, path: str, problems: Problems) -> tuple[Node, ...]:
+    """The items of the list under ``key`` of ``m``: none when the key is absent, null or not
+    a list (then a problem is recorded)."""
+    node = m.get(key)
+    if node is None:
+        return ()
+    seq = as_seq(node, join_key(path, key), problems)
+    return seq.items if seq is not None else ()
+
+
 def as_str(node: Node, path: str, problems: Problems, *, nonempty: bool = False) -> str | None:
     """A string; an unquoted number or boolean is taken as written (``8080`` → ``"8080"``)."""
     if not isinstance(node, Scalar) or node.is_null:

@@ -24,6 +24,7 @@ from kpimon.config.fields import (
     as_str,
     as_str_map,
     check_keys,
+    seq_items,
 )
 from kpimon.config.rules import compile_at
 from kpimon.config.yamlload import (
@@ -161,22 +162,22 @@ def _group(
     )
     series = tuple(
         s
-        for i, item in enumerate(_items(m, "input_series", path, problems))
+        for i, item in enumerate(seq_items(m, "input_series", path, problems))
         if (s := _series(item, join_index(join_key(path, "input_series"), i), problems))
     )
     alerts = tuple(
         a
-        for i, item in enumerate(_items(m, "alert_rule_test", path, problems))
+        for i, item in enumerate(seq_items(m, "alert_rule_test", path, problems))
         if (a := _alert_test(item, join_index(join_key(path, "alert_rule_test"), i), problems))
     )
     promql = tuple(
         p
-        for i, item in enumerate(_items(m, "promql_expr_test", path, problems))
+        for i, item in enumerate(seq_items(m, "promql_expr_test", path, problems))
         if (p := _promql_test(item, join_index(join_key(path, "promql_expr_test"), i), problems))
     )
     transitions = tuple(
         t
-        for i, item in enumerate(_items(m, "transition_test", path, problems))
+        for i, item in enumerate(seq_items(m, "transition_test", path, problems))
         if (
             t := parse_transition_test(
                 item, i, join_index(join_key(path, "transition_test"), i), problems
@@ -197,14 +198,6 @@ def _group(
         external_url=url,
         position=m.pos,
     )
-
-
-def _items(m: Map, key: str, path: str, problems: Problems) -> tuple[Node, ...]:
-    node = m.get(key)
-    if node is None:
-        return ()
-    seq = as_seq(node, join_key(path, key), problems)
-    return seq.items if seq is not None else ()
 
 
 def _str(m: Map, key: str, path: str, problems: Problems) -> str:
@@ -281,7 +274,7 @@ def _alert_test(node: Node, path: str, problems: Problems) -> AlertTest | None:
             "an alert_rule_test needs an alertname (the KPI's name)",
         )
     expected: list[ExpAlert] = []
-    for i, item in enumerate(_items(m, "exp_alerts", path, problems)):
+    for i, item in enumerate(seq_items(m, "exp_alerts", path, problems)):
         sub = join_index(join_key(path, "exp_alerts"), i)
         am = as_map(item, sub, problems)
         if am is None:
@@ -320,7 +313,7 @@ def _promql_test(node: Node, path: str, problems: Problems) -> PromqlTest | None
         text, expr_node = found
         expr = compile_at(text, expr_node, join_key(path, "expr"), problems)
     samples: list[ExpSample] = []
-    for i, item in enumerate(_items(m, "exp_samples", path, problems)):
+    for i, item in enumerate(seq_items(m, "exp_samples", path, problems)):
         sub = join_index(join_key(path, "exp_samples"), i)
         sm = as_map(item, sub, problems)
         if sm is None:

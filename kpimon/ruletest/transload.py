@@ -19,10 +19,10 @@ from kpimon.config.fields import (
     as_bool,
     as_duration,
     as_map,
-    as_seq,
     as_str,
     check_keys,
     require,
+    seq_items,
     suggestion,
 )
 from kpimon.config.models import DEFAULT_OUTAGE_TOLERANCE_S
@@ -111,17 +111,9 @@ def _text(m: Map, key: str, path: str, problems: Problems) -> str | None:
     return None if node is None else as_str(node, join_key(path, key), problems, nonempty=True)
 
 
-def _items(m: Map, key: str, path: str, problems: Problems) -> tuple[Node, ...]:
-    node = m.get(key)
-    if node is None:
-        return ()
-    seq = as_seq(node, join_key(path, key), problems)
-    return seq.items if seq is not None else ()
-
-
 def _gaps(m: Map, path: str, end: int | None, problems: Problems) -> tuple[Gap, ...]:
     out: list[tuple[Gap, Node]] = []
-    for i, item in enumerate(_items(m, "gap", path, problems)):
+    for i, item in enumerate(seq_items(m, "gap", path, problems)):
         sub = join_index(join_key(path, "gap"), i)
         gm = as_map(item, sub, problems)
         if gm is None:
@@ -164,7 +156,7 @@ def _restarts(
     m: Map, path: str, end: int | None, gaps: tuple[Gap, ...], problems: Problems
 ) -> tuple[int, ...]:
     out: set[int] = set()
-    for i, item in enumerate(_items(m, "restart_at", path, problems)):
+    for i, item in enumerate(seq_items(m, "restart_at", path, problems)):
         sub = join_index(join_key(path, "restart_at"), i)
         at = _node_ms(item, sub, problems)
         if at is None:
@@ -190,7 +182,7 @@ def _expected(
 ) -> tuple[ExpTransition, ...]:
     out: list[ExpTransition] = []
     last = start
-    for i, item in enumerate(_items(m, "exp_transitions", path, problems)):
+    for i, item in enumerate(seq_items(m, "exp_transitions", path, problems)):
         sub = join_index(join_key(path, "exp_transitions"), i)
         em = as_map(item, sub, problems)
         if em is None:
