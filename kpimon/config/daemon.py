@@ -47,12 +47,20 @@ from kpimon.config.models import (
     ScrapeConfig,
     StaticConfig,
 )
+from kpimon.config.probes import parse_probes
 from kpimon.config.yamlload import Map, Node, join_index, join_key, load_yaml
 from kpimon.errors import Position, Problem
 
-_TOP_KEYS: Final = ("global", "scrape_configs", "host", "rule_files", "storage", "alerting")
-_TOP_NOT_YET: Final = (
+_TOP_KEYS: Final = (
+    "global",
+    "scrape_configs",
     "probes",
+    "host",
+    "rule_files",
+    "storage",
+    "alerting",
+)
+_TOP_NOT_YET: Final = (
     "remote",
     "remote_write",
     "remote_read",
@@ -160,6 +168,14 @@ def parse_config_node(
         rule_files=tuple(p.pattern for p in patterns),
         storage_path=_storage_path(top.get("storage"), problems),
         alerting=parse_alerting(top.get("alerting"), problems),
+        probes=parse_probes(
+            top.get("probes"),
+            file,
+            problems,
+            default_interval_s=global_config.scrape_interval_s,
+            default_timeout_s=global_config.scrape_timeout_s,
+            min_interval_s=MIN_INTERVAL_S,
+        ),
     )
     return config, patterns
 

@@ -12,6 +12,7 @@ from types import MappingProxyType
 from typing import Final
 
 from kpimon.sources import Source
+from kpimon.sources.probe import ProbeSource
 from kpimon.sources.scrape import Batch, HostSource, HttpSource
 
 __all__ = ["SOURCE_TYPES", "Batch", "Source"]
@@ -20,6 +21,7 @@ SOURCE_TYPES: Final[Mapping[str, Callable[..., Source]]] = MappingProxyType(
     {
         "scrape": HttpSource,  # scrape_configs: one per target URL
         "host": HostSource,  # host: the built-in node_exporter-style collector
+        "probe": ProbeSource,  # probes: one per blackbox-style HTTP(S)/TCP probe
     }
 )
 """Source type name -> the class that builds a source of that type."""
