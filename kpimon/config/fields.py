@@ -15,6 +15,7 @@ from collections.abc import Callable, Collection, Iterable
 from ipaddress import IPv6Address
 from typing import Final
 
+from kpimon import labels as labelset
 from kpimon.config.durations import format_duration, parse_duration, parse_size
 from kpimon.config.yamlload import Map, Node, Scalar, Seq, describe, join_index, join_key
 from kpimon.errors import Position, Problem
@@ -129,14 +130,22 @@ def as_seq(node: Node, path: str, problems: Problems) -> Seq | None:
     return None
 
 
-def seq_items(m: Map, key: str, path: str, problems: Problems) -> tuple[Node, ...]:
-    """The items of the list under ``key`` of ``m``: none when the key is absent, null or not
-    a list (then a problem is recorded)."""
-    node = m.get(key)
-    if node is None:
-        return ()
-    seq = as_seq(node, join_key(path, key), problems)
+def list_items(node: Node | None, path: str, problems: Problems) -> tuple[Node, ...]:
+    """The items of the list ``node``: none when it is absent, null or not a list (then a
+    problem is recorded)."""
+    seq = None if node is None else as_seq(node, path, problems)
     return seq.items if seq is not None else ()
+
+
+def seq_items(m: Map, key: str, path: str, problems: Problems) -> tuple[Node, ...]:
+    """The items of the list under ``key`` of ``m`` (see :func:`list_items`)."""
+    return list_items(m.get(key), join_key(path, key), problems)
+
+
+def value_pos(m: Map, key: str) -> Position:
+    """Where the value of ``key`` is, or the mapping's position when the key is absent."""
+    value = m.get(key)
+    return value.pos if value is not None else m.pos
 
 
 def as_str(node: Node, path: str, problems: Problems, *, nonempty: bool = False) -> str | None:
@@ -225,6 +234,64 @@ def as_size(node: Node, path: str, problems: Problems) -> int | None:
         return None
 
 
+def required_str(
+    m: Map,
+    key: str,
+    path: str,
+    problems: Problems,
+    *,
+    nonempty: bool = False,
+    check: Callable[[str], str | None] | None = None,
+) -> str | None:
+    """``m[key]`` (required) as a string; ``check`` says why a value is not acceptable (reported
+    at the value). None when it is missing or wrong."""
+    node = require(m, key, path, problems)
+    if node is None:
+        return None
+    sub = join_key(path, key)
+    value = as_str(node, sub, problems, nonempty=nonempty)
+    why = None if value is None or check is None else check(value)
+    if why is not None:
+        problems.add(node.pos, sub, why)
+        return None
+    return value
+
+
+def unique_name(
+    m: Map,
+    key: str,
+    path: str,
+    what: str,
+    seen: dict[str, Position],
+    problems: Problems,
+    *,
+    pattern: re.Pattern[str] | None = None,
+    nonempty: bool = False,
+) -> str | None:
+    """``m[key]`` (required): a name matching ``pattern`` (when given), claimed in ``seen`` as
+    ``what`` (see :func:`claim_name`); None when it is missing, invalid or a duplicate."""
+
+    def check(name: str) -> str | None:
+        if pattern is None or pattern.fullmatch(name):
+            return None
+        return f'invalid {what} "{name}" (must match {pattern.pattern})'
+
+    name = required_str(m, key, path, problems, nonempty=nonempty, check=check)
+    node = m.get(key)
+    if name is None or node is None:
+        return None
+    return name if claim_name(name, node, join_key(path, key), what, seen, problems) else None
+
+
+def str_or(m: Map, key: str, path: str, problems: Problems, default: str) -> str:
+    """``m[key]`` as a string, or ``default`` when the key is absent or invalid (reported)."""
+    node = m.get(key)
+    if node is None:
+        return default
+    value = as_str(node, join_key(path, key), problems)
+    return default if value is None else value
+
+
 def check_label_name(name: str) -> str | None:
     """Why ``name`` is not a valid label name, or None when it is."""
     if not LABEL_NAME.fullmatch(name):
@@ -258,6 +325,34 @@ def as_str_map(
             continue
         out.append((key.text, text))
     return tuple(out) if ok else None
+
+
+def as_labels(
+    node: Node | None,
+    path: str,
+    problems: Problems,
+    *,
+    reserved: Collection[str],
+    reserved_why: str,
+) -> labelset.Labels | None:
+    """A ``labels`` mapping a user sets (absent: none); None when any is invalid (reported).
+
+    Names must be valid label names, not internal (``__`` prefix) and not in ``reserved``
+    (reported as ``label "x" <reserved_why>``).
+    """
+    if node is None:
+        return labelset.EMPTY
+
+    def check(name: str) -> str | None:
+        why = check_label_name(name)
+        if why is None and name in reserved:
+            return f'label "{name}" {reserved_why}'
+        if why is None and name.startswith("__"):
+            return f'label "{name}" is reserved (names starting with __ are internal)'
+        return why
+
+    pairs = as_str_map(node, path, problems, check_key=check)
+    return None if pairs is None else labelset.make(pairs)
 
 
 def given_duration(
@@ -372,16 +467,26 @@ def as_targets(
 ) -> list[str]:
     """A ``targets`` list of ``host:port`` strings (absent: none), each checked with
     :func:`check_target`; ``path_key`` is the key that holds the URL path where it is used."""
-    seq = None if node is None else as_seq(node, path, problems)
-    targets: list[str] = []
-    for i, item in enumerate(() if seq is None else seq.items):
-        sub = join_index(path, i)
-        target = as_str(item, sub, problems)
-        if target is None:
-            continue
+
+    def check(target: str) -> str | None:
         why = check_target(target)
+        return None if why is None else why.replace('"metrics_path"', f'"{path_key}"')
+
+    return as_checked_strs(node, path, problems, check)
+
+
+def as_checked_strs(
+    node: Node | None, path: str, problems: Problems, check: Callable[[str], str | None]
+) -> list[str]:
+    """A list of strings (absent: none) without those that are not strings or that ``check``
+    finds wrong (it says why; reported at the item)."""
+    out: list[str] = []
+    for i, item in enumerate(list_items(node, path, problems)):
+        sub = join_index(path, i)
+        text = as_str(item, sub, problems)
+        why = None if text is None else check(text)
         if why is not None:
-            problems.add(item.pos, sub, why.replace('"metrics_path"', f'"{path_key}"'))
-            continue
-        targets.append(target)
-    return targets
+            problems.add(item.pos, sub, why)
+        elif text is not None:
+            out.append(text)
+    return out

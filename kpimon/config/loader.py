@@ -20,6 +20,7 @@ from kpimon.config.daemon import RulePattern, parse_config
 from kpimon.config.fields import Problems
 from kpimon.config.models import DEFAULT_SCRAPE_INTERVAL_S, DaemonConfig, HostConfig, Kpi
 from kpimon.config.rules import parse_rules_node
+from kpimon.config.slos import RuleExtras
 from kpimon.config.yamlload import load_yaml
 from kpimon.errors import ConfigError, Position, Problem
 
@@ -51,10 +52,17 @@ def build_config(text: str, file: str) -> DaemonConfig:
     problems = Problems()
     problems.extend(found)
     paths = resolve_rule_files(file, patterns, problems)
-    kpis = load_rule_paths(paths, problems)
+    extras = RuleExtras()
+    kpis = load_rule_paths(paths, problems, extras)
     if problems.items:
         raise ConfigError(problems.items)
-    return dataclasses.replace(config, rule_paths=tuple(p for p, _ in paths), kpis=kpis)
+    return dataclasses.replace(
+        config,
+        rule_paths=tuple(p for p, _ in paths),
+        kpis=kpis,
+        slos=tuple(extras.slos),
+        services=tuple(extras.services),
+    )
 
 
 def load_config(path: str | None) -> DaemonConfig:
@@ -168,9 +176,13 @@ def resolve_rule_files(
 
 
 def load_rule_paths(
-    paths: Iterable[tuple[str, RulePattern]], problems: Problems
+    paths: Iterable[tuple[str, RulePattern]],
+    problems: Problems,
+    extras: RuleExtras | None = None,
 ) -> tuple[Kpi, ...]:
-    """Read and parse rule files; KPI names must be unique across all of them."""
+    """Read and parse rule files; KPI names must be unique across all of them. Their SLOs and
+    services go to ``extras`` (docs/slo.md)."""
+    extras = RuleExtras() if extras is None else extras
     seen: dict[str, Position] = {}
     kpis: list[Kpi] = []
     for path, entry in paths:
@@ -187,5 +199,5 @@ def load_rule_paths(
         assert text is not None
         root, yaml_problems = load_yaml(text, path)
         problems.extend(yaml_problems)
-        kpis.extend(parse_rules_node(root, path, problems, seen))
+        kpis.extend(parse_rules_node(root, path, problems, seen, extras))
     return tuple(kpis)

@@ -16,10 +16,12 @@ from typing import Final, Literal
 from urllib.parse import urlencode
 
 from kpimon.config.alerting import NO_ALERTING, AlertingConfig
+from kpimon.config.probes import ProbeConfig
 from kpimon.errors import Position
 from kpimon.kpi.schedule import Window
 from kpimon.labels import EMPTY, Labels
 from kpimon.promql.compile import LOOKBACK_S, CompiledExpr
+from kpimon.slo.model import Service, Slo
 
 Direction = Literal["above", "below"]
 LevelName = Literal["warning", "critical"]
@@ -242,6 +244,12 @@ class DaemonConfig:
     """``storage.path``: where the journal lives (``--storage.path`` overrides it)."""
     alerting: AlertingConfig = NO_ALERTING
     """``alerting:``: Alertmanagers and hooks (:mod:`kpimon.config.alerting`)."""
+    probes: tuple[ProbeConfig, ...] = ()
+    """``probes:``: blackbox-style HTTP(S)/TCP probes (:mod:`kpimon.config.probes`)."""
+    slos: tuple[Slo, ...] = ()
+    """``slos:`` of every rule file (their KPIs are in ``kpis`` too; docs/slo.md)."""
+    services: tuple[Service, ...] = ()
+    """``services:`` of every rule file: KPIs with importance weights (docs/slo.md)."""
 
     def wanted_metric_names(self) -> frozenset[str] | None:
         """The metric names any KPI reads; None when some KPI may read any name."""
@@ -257,12 +265,19 @@ class DaemonConfig:
         lookback delta, plus the longest interval (so a range is full even just before a tick).
         """
         longest_range = max((kpi.expr.max_range_s for kpi in self.kpis), default=0.0)
+        return longest_range + self.store_padding_s()
+
+    def store_padding_s(self) -> float:
+        """History a store keeps beyond the longest range read from it: the lookback delta and
+        the longest interval."""
         intervals = [self.global_config.evaluation_interval_s, *self.scrape_intervals()]
-        return longest_range + LOOKBACK_S + max(intervals)
+        return LOOKBACK_S + max(intervals)
 
     def scrape_intervals(self) -> list[float]:
-        """The interval of every scrape job, and of the host collector when it is enabled."""
+        """The interval of every scrape job and probe, and of the host collector when it is
+        enabled."""
         intervals = [sc.scrape_interval_s for sc in self.scrape_configs]
+        intervals.extend(p.interval_s for p in self.probes)
         if self.host.enabled:
             intervals.append(self.host.interval_s)
         return intervals

@@ -12,23 +12,25 @@ import re
 import zoneinfo
 from typing import Final, cast
 
-from kpimon import labels as labelset
-from kpimon.config.alerting import check_annotation_templates
+from kpimon.config.alerting import as_annotations
 from kpimon.config.durations import format_duration
 from kpimon.config.fields import (
     Problems,
+    as_labels,
     as_map,
     as_number,
     as_seq,
     as_str,
-    as_str_map,
     check_keys,
-    check_label_name,
-    claim_name,
     duration_or,
+    list_items,
     one_of,
     require,
+    required_str,
+    str_or,
     suggestion,
+    unique_name,
+    value_pos,
 )
 from kpimon.config.models import (
     LEVEL_NAMES,
@@ -43,6 +45,7 @@ from kpimon.config.models import (
     Semantics,
     Threshold,
 )
+from kpimon.config.slos import RuleExtras, parse_services, parse_slos
 from kpimon.config.yamlload import Map, Node, Scalar, join_index, join_key, load_yaml, position_at
 from kpimon.errors import Position, Problem, PromQLError
 from kpimon.kpi.schedule import DAY_NAMES, MINUTES_PER_DAY, Window, parse_time_of_day, zone
@@ -93,15 +96,30 @@ def parse_rules(
 
 
 def is_rule_file(root: Node | None) -> bool:
-    """Whether a parsed document looks like a rule file: a mapping with ``kpis`` (or with
-    ``groups``, a Prometheus rule file, so that it gets the rule-file message)."""
-    return isinstance(root, Map) and ("kpis" in root or "groups" in root)
+    """Whether a parsed document looks like a rule file: a mapping with ``kpis``, ``slos`` or
+    ``services`` (or with ``groups``, a Prometheus rule file, so that it gets the rule-file
+    message)."""
+    return isinstance(root, Map) and any(k in root for k in (*_TOP_KEYS, "groups"))
+
+
+_TOP_KEYS: Final = ("kpis", "slos", "services")
 
 
 def parse_rules_node(
-    root: Node | None, file: str, problems: Problems, seen: dict[str, Position]
+    root: Node | None,
+    file: str,
+    problems: Problems,
+    seen: dict[str, Position],
+    extras: RuleExtras | None = None,
 ) -> tuple[Kpi, ...]:
-    """Parse a rule file's root node; see :func:`parse_rules`."""
+    """Parse a rule file's root node; see :func:`parse_rules`.
+
+    The KPIs returned include those the file's ``slos`` compile into; its SLOs and
+    ``services`` are added to ``extras`` (pass one :class:`RuleExtras` through every file of a
+    config, as ``seen``).
+    """
+    if extras is None:
+        extras = RuleExtras()
     if root is None:
         return ()  # an empty rule file defines no KPIs, as in Prometheus
     top = as_map(root, "", problems)
@@ -115,19 +133,15 @@ def parse_rules_node(
                 '"groups" is a Prometheus rule file key; a kpimon rule file has a '
                 'top-level "kpis" list (docs/rules.md)',
             )
-        elif key.text != "kpis":
-            problems.add(key.pos, "", f'unknown key "{key.text}"{suggestion(key.text, ["kpis"])}')
-    node = top.get("kpis")
-    if node is None:
-        return ()
-    items = as_seq(node, "kpis", problems)
-    if items is None:
-        return ()
+        elif key.text not in _TOP_KEYS:
+            problems.add(key.pos, "", f'unknown key "{key.text}"{suggestion(key.text, _TOP_KEYS)}')
     kpis: list[Kpi] = []
-    for i, item in enumerate(items.items):
+    for i, item in enumerate(list_items(top.get("kpis"), "kpis", problems)):
         kpi = _kpi(item, join_index("kpis", i), file, problems, seen)
         if kpi is not None:
             kpis.append(kpi)
+    kpis.extend(parse_slos(top.get("slos"), file, problems, seen, extras))
+    parse_services(top.get("services"), file, problems, seen, extras)
     return tuple(kpis)
 
 
@@ -140,13 +154,9 @@ def _kpi(
     before = len(problems)
     check_keys(m, path, _KPI_KEYS, problems)
 
-    name = _name(m, path, problems, seen)
-    owner_node = require(m, "owner", path, problems)
-    owner = None
-    if owner_node is not None:
-        owner = as_str(owner_node, join_key(path, "owner"), problems, nonempty=True)
-    help_node = m.get("help")
-    help_text = "" if help_node is None else as_str(help_node, join_key(path, "help"), problems)
+    name = unique_name(m, "name", path, "KPI name", seen, problems, pattern=KPI_NAME)
+    owner = required_str(m, "owner", path, problems, nonempty=True)
+    help_text = str_or(m, "help", path, problems, "")
     unit = _choice(m, "unit", path, UNITS, "none", problems)
     semantics = _choice(m, "semantics", path, ("default", "prometheus"), "default", problems)
     _source(m, path, problems)
@@ -156,28 +166,26 @@ def _kpi(
     max_gap = duration_or(m, "max_gap", path, problems, 0.0)
     if semantics == "prometheus" and max_gap:
         problems.add(
-            _value_pos(m, "max_gap"),
+            value_pos(m, "max_gap"),
             join_key(path, "max_gap"),
             "max_gap is not available with semantics: prometheus (Prometheus drops a missing "
             "series at once)",
         )
     no_data = _no_data(m.get("no_data"), join_key(path, "no_data"), problems)
     flapping = _flapping(m.get("flapping"), join_key(path, "flapping"), problems)
-    labels = _labels(m.get("labels"), join_key(path, "labels"), problems)
-    annotations_node = m.get("annotations")
-    annotations = (
-        as_str_map(annotations_node, join_key(path, "annotations"), problems)
-        if annotations_node is not None
-        else ()
+    labels = as_labels(
+        m.get("labels"),
+        join_key(path, "labels"),
+        problems,
+        reserved=RESERVED_LABELS,
+        reserved_why="is reserved (kpimon sets alertname, severity and kpi itself)",
     )
-    if annotations_node is not None and annotations is not None:
-        check_annotation_templates(annotations_node, join_key(path, "annotations"), problems)
+    annotations = as_annotations(m.get("annotations"), join_key(path, "annotations"), problems)
     if len(problems) > before:
         return None
     # No new problem means every required part parsed.
     assert name is not None
     assert owner is not None
-    assert help_text is not None
     assert expr is not None
     assert expr_pos is not None
     assert levels is not None
@@ -203,27 +211,6 @@ def _kpi(
         position=m.pos,
         expr_position=expr_pos,
     )
-
-
-def _value_pos(m: Map, key: str) -> Position:
-    value = m.get(key)
-    return value.pos if value is not None else m.pos
-
-
-def _name(m: Map, path: str, problems: Problems, seen: dict[str, Position]) -> str | None:
-    node = require(m, "name", path, problems)
-    if node is None:
-        return None
-    sub = join_key(path, "name")
-    name = as_str(node, sub, problems)
-    if name is None:
-        return None
-    if not KPI_NAME.fullmatch(name):
-        problems.add(
-            node.pos, sub, f'invalid KPI name "{name}" (must match [a-zA-Z_:][a-zA-Z0-9_:]*)'
-        )
-        return None
-    return name if claim_name(name, node, sub, "KPI name", seen, problems) else None
 
 
 def _choice(
@@ -453,21 +440,7 @@ def _window(
         return None
     before = len(problems)
     check_keys(m, path, _WINDOW_KEYS, problems)
-    days = _days(m, path, problems)
-    start = _time_of_day(m, "from", path, problems, 0)
-    end = _time_of_day(m, "to", path, problems, MINUTES_PER_DAY)
-    if start == MINUTES_PER_DAY:
-        problems.add(
-            _value_pos(m, "from"), join_key(path, "from"), 'a window cannot start at "24:00"'
-        )
-    elif start is not None and start == end:
-        problems.add(
-            _value_pos(m, "to"),
-            join_key(path, "to"),
-            f'the window starts and ends at "{_hhmm(start)}" (for a whole day write '
-            'from: "00:00", to: "24:00")',
-        )
-    timezone = _timezone(m, path, problems)
+    times = window_times(m, path, problems)
     found = _direction(m, path, problems, "a schedule entry")
     if found is not None and found[0] != direction:
         key = m.key(found[0])
@@ -490,11 +463,9 @@ def _window(
         )
     if len(problems) > before:
         return None
-    assert days is not None
-    assert start is not None
-    assert end is not None
-    assert timezone is not None
+    assert times is not None
     assert found is not None
+    days, start, end, timezone = times
     threshold = found[1]
     return Window(
         days=days,
@@ -504,6 +475,32 @@ def _window(
         threshold=threshold,
         clear=threshold if clear is None else clear,
     )
+
+
+def window_times(
+    m: Map, path: str, problems: Problems
+) -> tuple[frozenset[int], int, int, str] | None:
+    """A weekly time window's ``days``, ``from``, ``to`` (minutes of the day) and ``timezone``
+    (threshold schedules, silences), every problem recorded; None when any is wrong."""
+    before = len(problems)
+    days = _days(m, path, problems)
+    start = _time_of_day(m, "from", path, problems, 0)
+    end = _time_of_day(m, "to", path, problems, MINUTES_PER_DAY)
+    if start == MINUTES_PER_DAY:
+        problems.add(
+            value_pos(m, "from"), join_key(path, "from"), 'a window cannot start at "24:00"'
+        )
+    elif start is not None and start == end:
+        problems.add(
+            value_pos(m, "to"),
+            join_key(path, "to"),
+            f'the window starts and ends at "{_hhmm(start)}" (for a whole day write '
+            'from: "00:00", to: "24:00")',
+        )
+    timezone = _timezone(m, path, problems)
+    if len(problems) > before or days is None or start is None or end is None or not timezone:
+        return None
+    return days, start, end, timezone
 
 
 def _days(m: Map, path: str, problems: Problems) -> frozenset[int] | None:
@@ -628,7 +625,7 @@ def _flapping(node: Node | None, path: str, problems: Problems) -> Flapping | No
         values["high"] = max(values["high"], values["low"])
     if values["low"] > values["high"]:
         problems.add(
-            _value_pos(m, "low" if "low" in m else "high"),
+            value_pos(m, "low" if "low" in m else "high"),
             path,
             f"low ({_num(values['low'])}) must not be above high ({_num(values['high'])})",
         )
@@ -679,31 +676,13 @@ def _no_data(node: Node | None, path: str, problems: Problems) -> NoData | None:
         return None
     if resolve_after < after:
         problems.add(
-            _value_pos(m, "resolve_after" if "resolve_after" in m else "after"),
+            value_pos(m, "resolve_after" if "resolve_after" in m else "after"),
             path,
             f"resolve_after ({format_duration(resolve_after)}) must not be shorter than "
             f"after ({format_duration(after)})",
         )
         return None
     return NoData(after_s=after, resolve_after_s=resolve_after)
-
-
-def _check_rule_label(name: str) -> str | None:
-    why = check_label_name(name)
-    if why is not None:
-        return why
-    if name in RESERVED_LABELS:
-        return f'label "{name}" is reserved (kpimon sets alertname, severity and kpi itself)'
-    if name.startswith("__"):
-        return f'label "{name}" is reserved (names starting with __ are internal)'
-    return None
-
-
-def _labels(node: Node | None, path: str, problems: Problems) -> labelset.Labels | None:
-    if node is None:
-        return labelset.EMPTY
-    pairs = as_str_map(node, path, problems, check_key=_check_rule_label)
-    return None if pairs is None else labelset.make(pairs)
 
 
 def _article(word: str) -> str:
