@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 from kpimon.config.fields import (
     Problems,
@@ -23,6 +23,7 @@ from kpimon.config.fields import (
     as_map,
     as_seq,
     as_str,
+    as_str_map,
     as_targets,
     check_keys,
     claim_name,
@@ -36,6 +37,9 @@ from kpimon.config.secrets import Secret, SecretError
 from kpimon.config.yamlload import Map, Node, Scalar, Seq, join_index, join_key, position_at
 from kpimon.errors import Position
 
+if TYPE_CHECKING:  # imported when parsing: kpimon.config.silences imports the rule parser
+    from kpimon.notify.silences import Silence
+
 __all__ = [
     "HOOK_KINDS",
     "NO_ALERTING",
@@ -46,6 +50,7 @@ __all__ = [
     "Matcher",
     "Secret",
     "SecretError",
+    "as_annotations",
     "check_annotation_templates",
     "parse_alerting",
     "parse_matcher",
@@ -151,6 +156,10 @@ class AlertingConfig:
 
     alertmanagers: tuple[AlertmanagerConfig, ...] = ()
     hooks: tuple[HookConfig, ...] = ()
+    inhibit_lower_levels: bool = True
+    """Hold a level's notifications while a higher level of the same KPI series fires."""
+    silences: tuple[Silence, ...] = ()
+    """``silences``: read-only silences (kpimon.config.silences, kpimon.notify.silences)."""
 
 
 NO_ALERTING: Final = AlertingConfig()
@@ -164,11 +173,25 @@ def parse_alerting(node: Node | None, problems: Problems) -> AlertingConfig:
     m = as_map(node, "alerting", problems)
     if m is None:
         return NO_ALERTING
-    check_keys(m, "alerting", ("alertmanagers", "hooks"), problems)
+    check_keys(
+        m, "alerting", ("alertmanagers", "hooks", "inhibit_lower_levels", "silences"), problems
+    )
+    inhibit = True
+    i_node = m.get("inhibit_lower_levels")
+    if i_node is not None:
+        inhibit = as_bool(i_node, "alerting.inhibit_lower_levels", problems) is not False
     return AlertingConfig(
         alertmanagers=_alertmanagers(m.get("alertmanagers"), problems),
         hooks=_hooks(m.get("hooks"), problems),
+        inhibit_lower_levels=inhibit,
+        silences=_silences(m.get("silences"), problems),
     )
+
+
+def _silences(node: Node | None, problems: Problems) -> tuple[Silence, ...]:
+    from kpimon.config.silences import parse_silences  # it imports the rule-file parser
+
+    return parse_silences(node, problems)
 
 
 def _alertmanagers(node: Node | None, problems: Problems) -> tuple[AlertmanagerConfig, ...]:
@@ -450,6 +473,18 @@ def _command(m: Map, path: str, problems: Problems) -> tuple[str, ...]:
         problems.add(node.pos, sub, "must not be empty")
         return ()
     return tuple(a for a in argv if a is not None)
+
+
+def as_annotations(
+    node: Node | None, path: str, problems: Problems
+) -> tuple[tuple[str, str], ...] | None:
+    """A KPI's or SLO's ``annotations`` (absent: none), templates checked; None when invalid."""
+    if node is None:
+        return ()
+    annotations = as_str_map(node, path, problems)
+    if annotations is not None:
+        check_annotation_templates(node, path, problems)
+    return annotations
 
 
 def check_annotation_templates(node: Node, path: str, problems: Problems) -> None:

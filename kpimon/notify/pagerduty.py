@@ -20,8 +20,13 @@ from kpimon.notify import http
 from kpimon.notify.model import AlertEvent, SendResult, rfc3339
 from kpimon.notify.templates import format_value
 
-SEVERITY: Final[dict[str, str]] = {"warning": "warning", "critical": "critical"}
-"""KPI level → PagerDuty ``payload.severity`` (other levels, if any, become ``error``)."""
+SEVERITY: Final[dict[str, str]] = {
+    "warning": "warning",
+    "critical": "critical",
+    "flapping": "info",
+}
+"""KPI level → PagerDuty ``payload.severity`` (a flapping notice is ``info``; other levels, if
+any, become ``error``)."""
 MAX_SUMMARY: Final = 1024
 MAX_PAYLOAD_BYTES: Final = 512 * 1024
 

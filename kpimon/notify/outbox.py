@@ -1,0 +1,327 @@
+"""The durable outbox: notifications waiting for their hook, and what became of them.
+
+The planner's :class:`~kpimon.notify.policy.Plan` of a tick reaches :meth:`Outbox.write`
+INSIDE the journal's commit transaction (the journal calls it as its commit extension), so a
+notification exists on disk exactly when the transition that caused it does: after a failed
+commit both wait for the next one (nothing lost, nothing doubled), and after a crash both are
+there or neither is. :meth:`Outbox.committed` then puts the rows in the in-memory queues the
+dispatcher reads (:mod:`kpimon.notify.dispatch`) and wakes it; it never polls the table.
+
+Rows (table ``outbox``, schema v4) are ``pending`` until their hook answers: then
+``delivered``, ``failed`` (a permanent error, or their hook was removed by a reload) or
+``expired`` (retried for ``max_retry_duration``). A pending row is acknowledged only after the
+receiver answered, so a crash between send and acknowledgement sends that same row again (the
+same event, hence the same dedup key) at the next start. Rows that are done are pruned
+:data:`DONE_RETENTION_S` after they were done.
+
+Per hook and alert key, rows go out in id order: :meth:`Outbox.due` offers only the oldest
+pending row of each key, so a resolve never overtakes its trigger, even while the trigger is
+being retried.
+
+Without a journal (``--storage.path`` unset in tests and embedding) the same class keeps the
+rows in memory only (:meth:`Outbox.memory`).
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final
+
+from kpimon.notify.model import AlertEvent, event_from_json, event_to_json
+from kpimon.notify.policy import KINDS, Kind, Plan
+
+if TYPE_CHECKING:
+    from kpimon.journal import Journal
+
+log = logging.getLogger("kpimon.hooks")
+
+DONE_RETENTION_S: Final = 24 * 3600.0
+"""Delivered, failed and expired rows stay this long (for inspection), then are deleted."""
+
+
+@dataclass(slots=True)
+class Row:
+    """One pending notification (mutable: attempts and the next try change)."""
+
+    id: int
+    hook: str
+    key: str
+    kind: Kind
+    created_at: float
+    event: AlertEvent
+    attempts: int = 0
+    first_attempt_at: float | None = None
+    next_at: float = 0.0
+    """When it may be tried (again); 0: at once."""
+    error: str = ""
+
+
+class Outbox:
+    """Pending notifications per hook, mirrored to the journal's ``outbox`` table.
+
+    Use :meth:`open` (on a journal) or :meth:`memory`. ``wake`` is called with the hooks that
+    got rows after every commit that enqueued something.
+    """
+
+    def __init__(self, conn: sqlite3.Connection | None, next_id: int = 1) -> None:
+        self._conn = conn
+        self._next_id = next_id
+        self._written: list[list[Row]] = []
+        self._pending_next_id = next_id
+        self._queues: dict[str, dict[int, Row]] = {}
+        self.wake: Callable[[set[str]], None] | None = None
+        self.records: list[tuple[str, str]] = []
+        """The planner state read at :meth:`open` (key, JSON), for :meth:`Planner.load`."""
+        self.write_failures_total = 0
+
+    @classmethod
+    def memory(cls) -> Outbox:
+        """An outbox that keeps nothing on disk."""
+        return cls(None)
+
+    @classmethod
+    def open(cls, journal: Journal) -> Outbox:
+        """Read the pending rows and the planner state of ``journal`` and become its commit
+        extension.
+
+        Raises:
+            ValueError: a row or record is unreadable.
+        """
+        conn = journal.connection
+        (max_id,) = conn.execute("SELECT coalesce(max(id), 0) FROM outbox").fetchone()
+        box = cls(conn, int(max_id) + 1)
+        for rid, hook, key, kind, created, event, attempts, first, next_at, error in conn.execute(
+            "SELECT id, hook, key, kind, created_at, event, attempts, first_attempt_at, "
+            "next_at, error FROM outbox WHERE state = 'pending' ORDER BY id"
+        ):
+            if kind not in KINDS:
+                raise ValueError(f"outbox row {rid}: unknown kind {kind!r}")
+            row = Row(
+                int(rid),
+                hook,
+                key,
+                kind,
+                float(created),
+                event_from_json(event),
+                int(attempts),
+                first,
+                float(next_at),
+                error,
+            )
+            box._queues.setdefault(hook, {})[row.id] = row
+        box.records = [(k, r) for k, r in conn.execute("SELECT key, record FROM notify_alerts")]
+        journal.extension = box
+        return box
+
+    # -- the journal's commit extension ---------------------------------------------------
+
+    def write(self, conn: sqlite3.Connection, plans: Sequence[object]) -> None:
+        """Inside the commit's transaction: INSERT the plans' notifications, journal the
+        planner's state changes."""
+        next_id = self._next_id
+        written: list[list[Row]] = []
+        inserts: list[tuple[object, ...]] = []
+        for plan in plans:
+            assert isinstance(plan, Plan)
+            rows = []
+            for n in plan.notifications:
+                row = Row(next_id, n.hook, n.key, n.kind, n.created_at, n.event, next_at=0.0)
+                next_id += 1
+                rows.append(row)
+                inserts.append(
+                    (
+                        row.id,
+                        n.hook,
+                        n.key,
+                        n.kind,
+                        n.created_at,
+                        n.event_json or event_to_json(n.event),
+                        "pending",
+                        0,
+                        None,
+                        row.next_at,
+                        None,
+                        "",
+                    )
+                )
+            written.append(rows)
+        if inserts:
+            conn.executemany("INSERT INTO outbox VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", inserts)
+        # The last state of each key wins (a key deleted, then re-created, is present).
+        records: dict[str, str | None] = {}
+        for plan in plans:
+            assert isinstance(plan, Plan)
+            records.update(plan.records)
+        gone = [(key,) for key, text in records.items() if text is None]
+        if gone:
+            conn.executemany("DELETE FROM notify_alerts WHERE key = ?", gone)
+        live = [(key, text) for key, text in records.items() if text is not None]
+        if live:
+            conn.executemany(
+                "INSERT INTO notify_alerts (key, record) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET record = excluded.record",
+                live,
+            )
+        self._written = written
+        self._pending_next_id = next_id
+
+    def committed(self, plans: Sequence[object]) -> None:
+        """The commit succeeded: the rows join their queues; wake their hooks."""
+        if self._conn is not None:
+            written, self._written = self._written, []
+            self._next_id = self._pending_next_id
+        else:
+            written = []
+            for plan in plans:
+                assert isinstance(plan, Plan)
+                rows = []
+                for n in plan.notifications:
+                    rows.append(
+                        Row(
+                            self._next_id, n.hook, n.key, n.kind, n.created_at, n.event, next_at=0.0
+                        )
+                    )
+                    self._next_id += 1
+                written.append(rows)
+        hooks: set[str] = set()
+        for rows in written:
+            for row in rows:
+                self._queues.setdefault(row.hook, {})[row.id] = row
+                hooks.add(row.hook)
+        if hooks and self.wake is not None:
+            self.wake(hooks)
+
+    def rolled_back(self) -> None:
+        """The commit failed: forget what :meth:`write` prepared (it is written again, with
+        the same plans, at the next commit)."""
+        self._written = []
+
+    # -- the dispatcher's side ------------------------------------------------------------
+
+    def due(self, hook: str, now: float, limit: int) -> list[Row]:
+        """Up to ``limit`` rows of ``hook`` to send at ``now``, oldest first: of each alert
+        key only its oldest pending row, and only once its ``next_at`` has come."""
+        out: list[Row] = []
+        seen: set[str] = set()
+        for row in self._queues.get(hook, {}).values():
+            if row.key in seen:
+                continue
+            seen.add(row.key)
+            if row.next_at <= now:
+                out.append(row)
+                if len(out) >= limit:
+                    break
+        return out
+
+    def next_due(self, hook: str) -> float | None:
+        """When the earliest sendable row of ``hook`` is due (None: nothing pending)."""
+        best: float | None = None
+        seen: set[str] = set()
+        for row in self._queues.get(hook, {}).values():
+            if row.key in seen:
+                continue
+            seen.add(row.key)
+            if best is None or row.next_at < best:
+                best = row.next_at
+        return best
+
+    def pending(self, hook: str) -> int:
+        return len(self._queues.get(hook, ()))
+
+    def oldest(self, hook: str) -> float | None:
+        """``created_at`` of the oldest pending row of ``hook``."""
+        q = self._queues.get(hook)
+        if not q:
+            return None
+        return min(r.created_at for r in q.values())
+
+    def pending_keys(self, hook: str) -> set[str]:
+        return {r.key for r in self._queues.get(hook, {}).values()}
+
+    def hooks(self) -> list[str]:
+        """Hooks with pending rows."""
+        return [h for h, q in self._queues.items() if q]
+
+    def rows(self, hook: str) -> list[Row]:
+        """Every pending row of ``hook``, oldest first."""
+        return list(self._queues.get(hook, {}).values())
+
+    def started(self, rows: Iterable[Row], now: float) -> None:
+        """Rows are being attempted at ``now`` (their deadline counts from the first)."""
+        for row in rows:
+            if row.first_attempt_at is None:
+                row.first_attempt_at = now
+
+    def finish(self, rows: Sequence[Row], state: str, now: float, error: str = "") -> None:
+        """Rows are done (``delivered``, ``failed`` or ``expired``): acknowledge them in the
+        journal and drop them from the queue."""
+        for row in rows:
+            self._queues.get(row.hook, {}).pop(row.id, None)
+            row.attempts += 1
+        self._update(
+            "UPDATE outbox SET state = ?, attempts = ?, first_attempt_at = ?, done_at = ?, "
+            "error = ? WHERE id = ?",
+            [(state, r.attempts, r.first_attempt_at, now, error[:2000], r.id) for r in rows],
+        )
+
+    def retry(self, rows: Sequence[tuple[Row, float]], error: str) -> None:
+        """Rows failed and are tried again at the times given."""
+        for row, at in rows:
+            row.attempts += 1
+            row.next_at = at
+            row.error = error
+        self._update(
+            "UPDATE outbox SET attempts = ?, first_attempt_at = ?, next_at = ?, error = ? "
+            "WHERE id = ?",
+            [(r.attempts, r.first_attempt_at, r.next_at, error[:2000], r.id) for r, _ in rows],
+        )
+
+    def drop_hooks(self, keep: Iterable[str], now: float) -> dict[str, int]:
+        """Fail the pending rows of every hook not in ``keep`` (removed by a reload, or absent
+        from the config kpimon started with); returns the count per hook."""
+        kept = set(keep)
+        dropped: dict[str, int] = {}
+        for hook in [h for h in self._queues if h not in kept]:
+            rows = list(self._queues[hook].values())
+            if rows:
+                self.finish(rows, "failed", now, f"hook {hook} is no longer configured")
+                dropped[hook] = len(rows)
+            self._queues.pop(hook, None)
+        return dropped
+
+    def prune(self, now: float, keep_s: float = DONE_RETENTION_S) -> int:
+        """Delete rows done more than ``keep_s`` ago; returns how many."""
+        if self._conn is None:
+            return 0
+        try:
+            cur = self._conn.execute(
+                "DELETE FROM outbox WHERE state != 'pending' AND done_at < ?", (now - keep_s,)
+            )
+        except sqlite3.Error as exc:
+            log.warning("pruning the notification outbox failed err=%s", exc)
+            return 0
+        return cur.rowcount
+
+    def _update(self, sql: str, params: list[tuple[object, ...]]) -> None:
+        if self._conn is None or not params:
+            return
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(sql, params)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            # The rows stay pending on disk: after a restart they are sent again (same dedup
+            # key); in this run they are done.
+            self.write_failures_total += 1
+            log.error(
+                "acknowledging notifications in the journal failed rows=%d err=%s", len(params), exc
+            )

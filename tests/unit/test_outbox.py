@@ -1,0 +1,311 @@
+"""The durable outbox and its dispatcher: written with the transitions, sent in order per
+alert, exactly once, with backoff, a deadline and permanent errors, and restored at start-up.
+
+A real journal, a real engine and planner; the hooks are in-process senders whose answers
+the test scripts; time is a FakeClock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from kpimon.config.models import DaemonConfig
+from kpimon.journal import Journal
+from kpimon.kpi.engine import Engine
+from kpimon.notify.dispatch import Notifications, policy_for
+from kpimon.notify.model import AlertEvent, SendResult
+from kpimon.notify.outbox import DONE_RETENTION_S, Outbox
+from kpimon.notify.policy import Planner
+from kpimon.notify.registry import Hook
+from kpimon.testing import FakeClock
+from tests.helpers.notify import ScriptedHook, config, engine, feed
+
+HOOKS = """
+hooks:
+  - {name: chat, type: webhook, url: "http://127.0.0.1:1/c", max_retry_duration: 10m,
+     continue: true}
+  - {name: ticket, type: webhook, url: "http://127.0.0.1:1/t"}
+"""
+OK = SendResult("ok")
+DOWN = SendResult("retryable", "receiver down")
+
+
+@dataclass
+class Rig:
+    """Engine + journal + planner + outbox + dispatcher over scripted hooks."""
+
+    tmp_path: Path
+    clock: FakeClock
+    hooks: list[Hook]
+    cfg: DaemonConfig
+    journal: Journal | None
+    e: Engine
+    n: Notifications
+    log: list[tuple[str, str, str, str]] = field(default_factory=list)
+
+    async def tick(self, **queues: float) -> None:
+        feed(self.e, self.clock.wall(), **queues)
+        await self.clock.settle()
+
+    def table(self) -> list[tuple[object, ...]]:
+        assert self.journal is not None
+        return self.journal.connection.execute(
+            "SELECT id, hook, kind, state, attempts FROM outbox ORDER BY id"
+        ).fetchall()
+
+    async def close(self) -> None:
+        await self.n.stop()
+        if self.journal is not None:
+            self.journal.close()
+
+
+async def rig(
+    tmp_path: Path,
+    clock: FakeClock,
+    hooks: Sequence[Hook],
+    *,
+    journal: bool = True,
+    rand: Callable[[], float] = lambda: 0.5,
+    alerting: str = HOOKS,
+) -> Rig:
+    cfg = config(tmp_path, alerting)
+    j = Journal.open(tmp_path / "data") if journal else None
+    e = engine(cfg, j)
+    outbox = Outbox.open(j) if j is not None else Outbox.memory()
+    planner = Planner(cfg.alerting)
+    planner.load(outbox.records)
+    if j is not None:
+        e.restore(clock.wall(), outage_tolerance_s=3600, grace_s=0)
+    n = Notifications(
+        planner, outbox, list(hooks), clock=clock, rand=rand, policies=policy_for(cfg.alerting)
+    )
+    e.notifier = n
+    await n.start()
+    return Rig(tmp_path, clock, list(hooks), cfg, j, e, n)
+
+
+def sent(hook: ScriptedHook) -> list[tuple[str, str]]:
+    """(queue, status) of every event the hook was given, in order."""
+    return [(dict(ev.labels)["queue"], ev.status) for batch in hook.batches for ev in batch]
+
+
+async def test_rows_are_committed_with_their_transitions_even_after_a_failed_commit(
+    tmp_path: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.CRITICAL, logger="kpimon.journal")
+    chat, ticket = ScriptedHook("chat"), ScriptedHook("ticket")
+    r = await rig(tmp_path, clock, [chat, ticket])
+    assert r.journal is not None
+    conn = r.journal.connection
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    conn.execute(f"PRAGMA max_page_count = {pages}")  # the disk is full
+    await r.tick(a=50, **{f"pad{i}" * 30: 1.0 for i in range(100)})
+    assert r.journal.write_failures_total == 1
+    assert r.table() == []  # nothing acted on before it is durable
+    assert chat.batches == []
+    conn.execute("PRAGMA max_page_count = 1000000")
+    await clock.advance(60)
+    await r.tick(a=50)
+    assert [(h, k, s) for _, h, k, s, _ in r.table()] == [
+        ("chat", "firing", "delivered"),
+        ("ticket", "firing", "delivered"),
+    ]  # written once, by the commit that finally held the transition
+    assert sent(chat) == sent(ticket) == [("a", "firing")]
+    await r.close()
+
+
+async def test_a_resolve_never_overtakes_its_trigger(tmp_path: Path, clock: FakeClock) -> None:
+    answers = [DOWN, DOWN, DOWN]
+    chat = ScriptedHook("chat", answer=lambda _: answers.pop(0) if answers else OK)
+    r = await rig(tmp_path, clock, [chat, ScriptedHook("ticket")])
+    await r.tick(a=50, b=50)
+    assert sent(chat) == [("a", "firing"), ("b", "firing")]  # one batch, failed
+    await clock.advance(0.2)
+    await r.tick(a=5, b=50)  # a resolves while its trigger is still being retried
+    assert sent(chat)[2:] == []
+    for _ in range(10):
+        await clock.advance(1)
+    got = sent(chat)
+    firing_ok = max(i for i, s in enumerate(got) if s == ("a", "firing"))
+    assert got.index(("a", "resolved")) > firing_ok
+    assert [s for s in got if s[0] == "a"][-2:] == [("a", "firing"), ("a", "resolved")]
+    assert r.n.counters()[("chat", "success")] == 3
+    assert r.n.counters()[("chat", "retry")] == 6  # two rows, three failed attempts
+    assert all(state == "delivered" for _, _, _, state, _ in r.table())
+    await r.close()
+
+
+async def test_backoff_full_jitter_doubles_up_to_the_cap(tmp_path: Path, clock: FakeClock) -> None:
+    times: list[float] = []
+
+    def down(_: Sequence[AlertEvent]) -> SendResult:
+        times.append(clock.monotonic())
+        return DOWN
+
+    chat = ScriptedHook("chat", answer=down)
+    r = await rig(tmp_path, clock, [chat, ScriptedHook("ticket")], rand=lambda: 0.5)
+    await r.tick(a=50)
+    await clock.advance(9 * 60)  # within max_retry_duration (10m)
+    gaps = [round(b - a, 6) for a, b in itertools.pairwise(times)]
+    # rand 0.5 × min(300, 1 × 2^n): 0.5, 1, 2, 4, ..., 128, then 150 (the cap's half)
+    assert gaps[:9] == [0.5, 1, 2, 4, 8, 16, 32, 64, 128]
+    assert set(gaps[9:]) == {150.0}
+    await r.close()
+
+
+async def test_retry_after_is_honoured(tmp_path: Path, clock: FakeClock) -> None:
+    times: list[float] = []
+
+    def limited(_: Sequence[AlertEvent]) -> SendResult:
+        times.append(clock.monotonic())
+        return OK if len(times) > 1 else SendResult("retryable", "429", retry_after_s=30)
+
+    chat = ScriptedHook("chat", answer=limited)
+    r = await rig(tmp_path, clock, [chat, ScriptedHook("ticket")])
+    await r.tick(a=50)
+    await clock.advance(60)
+    assert times == [0.0, 30.0]
+    await r.close()
+
+
+async def test_a_row_expires_after_max_retry_duration_and_the_next_goes_on(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    state = {"up": False}
+    chat = ScriptedHook("chat", answer=lambda _: OK if state["up"] else DOWN)
+    r = await rig(tmp_path, clock, [chat, ScriptedHook("ticket")])
+    await r.tick(a=50)
+    await clock.advance(9 * 60)
+    assert r.n.counters().get(("chat", "expired"), 0) == 0
+    await r.tick(a=5)  # the resolve waits behind its trigger
+    await clock.advance(5 * 60)  # past 10m since the first attempt: the trigger expires
+    assert r.n.counters()[("chat", "expired")] == 1
+    state["up"] = True
+    await clock.advance(5 * 60)
+    rows = [(h, k, s) for _, h, k, s, _ in r.table() if h == "chat"]
+    assert rows == [("chat", "firing", "expired"), ("chat", "resolved", "delivered")]
+    assert sent(chat)[-1] == ("a", "resolved")
+    await r.close()
+
+
+async def test_a_permanent_error_is_recorded_and_not_retried(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    chat = ScriptedHook("chat", answer=lambda _: SendResult("permanent", "HTTP 400: invalid"))
+    r = await rig(tmp_path, clock, [chat, ScriptedHook("ticket")])
+    await r.tick(a=50)
+    await clock.advance(3600)
+    assert len(chat.batches) == 1
+    assert r.n.counters()[("chat", "failed")] == 1
+    assert r.journal is not None
+    [(state, error, attempts)] = r.journal.connection.execute(
+        "SELECT state, error, attempts FROM outbox WHERE hook = 'chat'"
+    ).fetchall()
+    assert (state, error, attempts) == ("failed", "HTTP 400: invalid", 1)
+    await r.close()
+
+
+async def test_a_restart_restores_the_queue_and_the_planner_state(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    chat = ScriptedHook("chat", answer=lambda _: DOWN)
+    ticket = ScriptedHook("ticket")
+    r = await rig(tmp_path, clock, [chat, ticket])
+    await r.tick(a=50, b=50)
+    await clock.advance(30)
+    assert sent(ticket) == [("a", "firing"), ("b", "firing")]
+    await r.close()
+
+    # The same journal, a new process: the rows for chat are still pending, ticket's are done
+    chat2, ticket2 = ScriptedHook("chat"), ScriptedHook("ticket")
+    r2 = await rig(tmp_path, clock, [chat2, ticket2])
+    await clock.settle()
+    assert sent(chat2) == []  # the backoff journaled with the rows still holds...
+    await clock.advance(300)
+    assert sent(chat2) == [("a", "firing"), ("b", "firing")]  # ...then they go, once
+    assert sent(ticket2) == []  # delivered before the restart: never again
+    await r2.tick(a=5, b=50)  # the planner remembers who was told: both hear a resolve
+    assert sent(chat2)[2:] == [("a", "resolved")]
+    assert sent(ticket2) == [("a", "resolved")]
+    assert r2.n.queue_length("chat") == 0
+    await r2.close()
+
+
+async def test_a_hanging_hook_delays_no_other(tmp_path: Path, clock: FakeClock) -> None:
+    @dataclass
+    class Hanging:
+        name: str = "chat"
+        max_batch: int = 1
+
+        async def send(self, events: Sequence[AlertEvent]) -> SendResult:
+            await asyncio.Event().wait()
+            return OK
+
+    ticket = ScriptedHook("ticket")
+    r = await rig(tmp_path, clock, [Hanging(), ticket])
+    await r.tick(a=50)
+    assert sent(ticket) == [("a", "firing")]
+    assert r.n.queue_length("chat") == 1
+    assert r.n.oldest_pending_age_s("chat", clock.wall() + 5) == 5
+    assert r.table()[0][3] == "pending"  # sent again at the next start
+    await r.close()  # stops at once although chat never answers
+
+
+async def test_a_removed_hook_s_rows_are_failed_and_counted(
+    tmp_path: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    chat = ScriptedHook("chat", answer=lambda _: DOWN)
+    r = await rig(tmp_path, clock, [chat, ScriptedHook("ticket")])
+    await r.tick(a=50)
+    r.n.update([ScriptedHook("ticket")], {})
+    assert r.n.counters()[("chat", "dropped")] == 1
+    assert "hook=chat rows=1" in caplog.text
+    rows = {h: s for _, h, _, s, _ in r.table()}
+    assert rows == {"chat": "failed", "ticket": "delivered"}
+    await r.close()
+
+
+async def test_without_a_journal_the_outbox_lives_in_memory(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    answers = [DOWN]
+    chat = ScriptedHook("chat", answer=lambda _: answers.pop(0) if answers else OK)
+    r = await rig(tmp_path, clock, [chat, ScriptedHook("ticket")], journal=False)
+    await r.tick(a=50)
+    await clock.advance(0.2)
+    await r.tick(a=5)
+    await clock.advance(5)
+    assert sent(chat) == [("a", "firing"), ("a", "firing"), ("a", "resolved")]
+    assert r.n.latency.count == 4  # chat and ticket, firing and resolved
+    assert r.n.outbox.prune(clock.wall() + 2 * DONE_RETENTION_S) == 0  # nothing on disk
+    await r.close()
+
+
+async def test_done_rows_are_pruned_a_day_later(tmp_path: Path, clock: FakeClock) -> None:
+    r = await rig(tmp_path, clock, [ScriptedHook("chat"), ScriptedHook("ticket")])
+    await r.tick(a=50)
+    assert len(r.table()) == 2
+    await clock.advance(DONE_RETENTION_S - 60)
+    await r.tick(a=50)
+    assert len(r.table()) == 2
+    await clock.advance(3600)
+    await r.tick(a=50)
+    assert r.table() == []
+    await r.close()
+
+
+def test_an_unreadable_outbox_row_is_reported(tmp_path: Path) -> None:
+    with Journal.open(tmp_path) as j:
+        j.connection.execute(
+            "INSERT INTO outbox VALUES (1, 'h', 'k', 'firing', 0, '{}', 'pending', 0, NULL, 0, "
+            "NULL, '')"
+        )
+        with pytest.raises(ValueError, match="not an alert event"):
+            Outbox.open(j)
