@@ -8,18 +8,23 @@
     kpimon explain NAME [--url http://127.0.0.1:8574] [--series SERIES]... [--format text|json]
     kpimon replay --rules FILE... --data FILE... [--from T] [--to T] [--restart-at T]...
                   [--step DURATION] [--format text|json] [--storage.path DIR]
+    kpimon report [--period day|week|month] [--at DATE|T] [--tz ZONE] [--rules FILE...]
+                  [--format markdown|html|json] [--storage.path DIR]
     kpimon --version
 
 Exit codes: 0 success; 1 invalid configuration (every problem printed as FILE:LINE:COL: path:
 message) or a runtime failure; 2 usage error. ``kpimon test``: 0 every rule unit test passed,
 1 a test failed, 2 a test or rule file is unreadable or invalid (or no file was given).
 ``kpimon replay``: 0 replayed, 2 invalid rules, data (FILE:LINE: message) or options.
+``kpimon report``: 0 printed (a period without data too), 2 no usable journal, an invalid
+``--at``/``--tz`` or rule file.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import os
@@ -105,6 +110,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     explain.add_argument("--format", dest="fmt", default="text", choices=["text", "json"])
     _add_replay(sub)
+    _add_report(sub)
     return p
 
 
@@ -132,6 +138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(args)
     if args.command == "replay":
         return _replay(args)
+    if args.command == "report":
+        return _report(args)
     parser.print_help(sys.stderr)
     return 2
 
@@ -276,3 +284,70 @@ def _replay(args: argparse.Namespace) -> int:
         storage_path=args.storage_path,
     )
     return run_replay(request, sys.stdout, sys.stderr)
+
+
+def _add_report(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    report = sub.add_parser(
+        "report",
+        help="print the KPI report of a day, week or month from the journal",
+        description="Read the journal under --storage.path (read-only; a running kpimon may "
+        "hold it) and print, per KPI and series: availability, time in each status, breaches, "
+        "longest breach, MTTR, MTBF, owner, and the period's data coverage (docs/reports.md). "
+        "Exit 0 printed (a period without data too), 2 no usable journal, invalid --at, --tz "
+        "or rule file.",
+    )
+    report.add_argument("--period", default="day", choices=["day", "week", "month"])
+    report.add_argument(
+        "--at",
+        metavar="DATE|T",
+        help="a date (2024-05-01: that whole calendar day, week or month) or a time (RFC 3339 "
+        "or Unix seconds: its period up to that time); default now",
+    )
+    report.add_argument(
+        "--tz", default="UTC", metavar="ZONE", help="calendar zone (default UTC; Europe/Paris)"
+    )
+    report.add_argument(
+        "--rules",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="FILE",
+        help="rule files or a daemon config, for owners, thresholds and targets (default: "
+        f"./{DEFAULT_CONFIG} if present)",
+    )
+    report.add_argument(
+        "--format", dest="fmt", default="markdown", choices=["markdown", "html", "json"]
+    )
+    report.add_argument(
+        "--storage.path",
+        dest="storage_path",
+        metavar="DIR",
+        help=f"the journal's directory (default: storage.path of the config, else "
+        f"{DEFAULT_STORAGE})",
+    )
+
+
+def _report(args: argparse.Namespace) -> int:
+    from kpimon.clock import SystemClock
+    from kpimon.report.command import Request, run_report
+
+    rules = tuple(args.rules)
+    if not rules and os.path.exists(DEFAULT_CONFIG):
+        rules = (DEFAULT_CONFIG,)
+    storage = args.storage_path
+    if storage is None:
+        storage = DEFAULT_STORAGE
+        if DEFAULT_CONFIG in rules:
+            from kpimon.config import load_config
+
+            with contextlib.suppress(ConfigError):  # run_report prints its problems
+                storage = load_config(DEFAULT_CONFIG).storage_path or DEFAULT_STORAGE
+    request = Request(
+        period=args.period,
+        at=args.at,
+        tz=args.tz,
+        format=args.fmt,
+        storage_path=storage,
+        rules=rules,
+    )
+    return run_report(request, sys.stdout, sys.stderr, now=SystemClock().wall())
