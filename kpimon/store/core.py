@@ -88,6 +88,10 @@ class Store:
         """Changes whenever a series is added or removed anywhere in the store."""
         return self._generation
 
+    def has_target(self, name: str) -> bool:
+        """Whether ``name`` has been ingested (and not dropped)."""
+        return name in self._targets
+
     def name_generation(self, name: str) -> int:
         """Changes whenever a series named ``name`` is added or removed."""
         return self._name_gen.get(name, 0)
