@@ -26,6 +26,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -38,9 +39,10 @@ from kpimon.config.models import Kpi, Level, NoData
 from kpimon.errors import Position
 from kpimon.ingest import IngestBuffer
 from kpimon.journal import Journal
-from kpimon.kpi.engine import Engine, machine_rule
-from kpimon.kpi.machine import KpiState
-from kpimon.labels import format_key
+from kpimon.kpi.changes import TickChanges
+from kpimon.kpi.engine import Engine, log_changes, machine_rule
+from kpimon.kpi.machine import F64, KpiState
+from kpimon.labels import Labels, format_key
 from kpimon.promql import compile_expr, evaluate
 from kpimon.store import Store
 from kpimon.web.render import MetricsView, Renderer
@@ -64,6 +66,15 @@ def kpi(name: str, expr: str, for_s: float) -> Kpi:
         position=POS,
         expr_position=POS,
     )
+
+
+def machine_step(state: KpiState, t: float, labels: Sequence[Labels], values: F64) -> TickChanges:
+    """The state machine's part of ``Engine.tick`` for one KPI: step, log, collect."""
+    out = TickChanges()
+    for batch in state.advance(t, labels, values):
+        log_changes("bench", batch)
+        out.add("bench", batch)
+    return out
 
 
 def median_ms(samples: list[float]) -> float:
@@ -98,7 +109,7 @@ def run_ticks(n_series: int, expr: str, ticks: int) -> dict[str, float]:
         e = time.perf_counter()
         lab, values = engine._vector(rt, t)
         m = time.perf_counter()
-        rt.state.step(t, lab, values)
+        machine_step(rt.state, t, lab, values)
         f = time.perf_counter()
         if k >= 25:
             ingest.append(e - s)
@@ -211,13 +222,12 @@ def journal_bench(n_series: int, ticks: int, synchronous: str) -> dict[str, floa
             vals = base.copy()
             vals[np.arange(n_series) % 100 == k % 100] = 95.0
             s = time.perf_counter()
-            out = state.step(t, labels, vals)
+            out = machine_step(state, t, labels, vals)
             stepped = time.perf_counter()
             dirty = int(state.dirty.sum())
-            entries = [("bench", tr) for tr in out]  # as Engine.tick hands them over
             c = time.process_time()
             m = time.perf_counter()
-            done = journal.commit(t, [("bench", "fp", state)], entries)
+            done = journal.commit(t, [("bench", "fp", state)], out)
             e = time.perf_counter()
             cpu.append(time.process_time() - c)
             assert len(done) == len(out)

@@ -19,12 +19,12 @@ import json
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from operator import itemgetter
 
 import numpy as np
+import numpy.typing as npt
 
 from kpimon.journal.codec import parse_many_labels
-from kpimon.kpi.machine import CLEARING, FIRING, INACTIVE, PHASES, Transition
+from kpimon.kpi.machine import CLEARING, FIRING, INACTIVE, PHASES, LevelChanges, Transition
 from kpimon.labels import Labels
 
 RECORD = np.dtype(
@@ -71,29 +71,72 @@ class TransitionRecord:
 def append(
     conn: sqlite3.Connection,
     first_seq: int,
-    transitions: Sequence[tuple[str, Transition]],
-    label_texts: Callable[[Sequence[str], Sequence[Labels]], Iterable[str]],
+    parts: Sequence[tuple[str, LevelChanges] | tuple[str, Transition]],
+    label_texts: Callable[[Sequence[Labels]], Iterable[str]],
+    batch_texts: Callable[[str, LevelChanges], Iterable[str]] | None = None,
 ) -> None:
-    """Insert ``transitions`` (kpi, transition) as ``first_seq``, ``first_seq + 1``, ...
+    """Insert the transitions of ``parts`` as ``first_seq``, ``first_seq + 1``, ...
 
-    One row for them all; every per-transition step is a C-level ``map``/``zip``.
-    ``label_texts(kpis, label_sets)`` gives the label-set JSON of each transition.
+    One row for them all. ``parts`` are :class:`~kpimon.kpi.changes.TickChanges` parts: a
+    ``(kpi, LevelChanges)`` batch is copied column by column (no per-transition Python work
+    but its label text), a ``(kpi, Transition)`` field by field. ``label_texts(label_sets)``
+    gives the label-set JSON of each label set, ``batch_texts(kpi, batch)`` (if given) that of
+    each row of a batch.
     """
-    if not transitions:
+    if not parts:
         return
-    kpis = list(map(itemgetter(0), transitions))  # not zip(*transitions): 2,000 arguments
-    # By position: (t, labels, level, from, to, value, threshold, reason, flapping, ...).
-    cols = list(zip(*map(itemgetter(1), transitions), strict=True))
-    insert_batch(
-        conn,
-        first_seq,
-        kpis,
-        "\n".join(label_texts(kpis, cols[1])),
-        (cols[0], cols[5], cols[6]),
-        cols[2],
-        (cols[3], cols[4], cols[8]),
-        cols[7],
-    )
+    keys: dict[tuple[str, str, str], int] = {}
+    records: list[npt.NDArray[np.void]] = []
+    texts: list[str] = []
+    singles: list[tuple[str, Transition]] = []
+
+    def flush_singles() -> None:
+        # Transitions given one by one (a restart's), as one run of records.
+        if not singles:
+            return
+        records.append(
+            np.array(
+                [
+                    (
+                        tr.t,
+                        tr.value,
+                        tr.threshold,
+                        keys.setdefault((kpi, tr.level, tr.reason), len(keys)),
+                        tr.from_phase,
+                        tr.to_phase,
+                        tr.flapping,
+                    )
+                    for kpi, tr in singles
+                ],
+                dtype=RECORD,
+            )
+        )
+        texts.extend(label_texts([tr.labels for _, tr in singles]))
+        singles.clear()
+
+    for kpi, part in parts:
+        if isinstance(part, LevelChanges):
+            flush_singles()  # keep sequence order
+            rec = np.empty(len(part), dtype=RECORD)
+            rec["t"] = part.t
+            rec["value"] = part.value
+            rec["threshold"] = part.threshold
+            codes = part.reason_code
+            lut = np.zeros(len(part.reasons), dtype=np.uint32)
+            for code in np.unique(codes).tolist():
+                lut[code] = keys.setdefault((kpi, part.level, part.reasons[code]), len(keys))
+            rec["key"] = lut[codes]
+            rec["from_phase"] = part.from_phase
+            rec["to_phase"] = part.to_phase
+            rec["flapping"] = False if part.flapping is None else part.flapping
+            texts.extend(
+                label_texts(part.labels) if batch_texts is None else batch_texts(kpi, part)
+            )
+            records.append(rec)
+        else:
+            singles.append((kpi, part))
+    flush_singles()
+    _insert(conn, first_seq, list(keys), "\n".join(texts), np.concatenate(records))
 
 
 def insert_batch(
@@ -117,15 +160,25 @@ def insert_batch(
     rec["key"] = list(map(index.__getitem__, triples))
     u = np.array(small, dtype=np.uint8)
     rec["from_phase"], rec["to_phase"], rec["flapping"] = u
+    _insert(conn, first_seq, list(keys), labels, rec)
+
+
+def _insert(
+    conn: sqlite3.Connection,
+    first_seq: int,
+    keys: Sequence[tuple[str, str, str]],
+    labels: str,
+    rec: npt.NDArray[np.void],
+) -> None:
     conn.execute(
         "INSERT INTO transition_batches (first_seq, n, keys, labels, records) "
         "VALUES (?, ?, ?, ?, ?)",
         (
             first_seq,
-            len(kpis),
-            json.dumps(list(keys), separators=(",", ":")),
+            len(rec),
+            json.dumps(keys, separators=(",", ":")),
             labels,
-            rec.tobytes(),
+            rec.astype(RECORD, copy=False).tobytes(),
         ),
     )
 

@@ -34,11 +34,11 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from itertools import repeat
-from typing import ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -155,6 +155,94 @@ class FlapEvent(NamedTuple):
     firing: tuple[str, ...]
 
 
+@dataclass(frozen=True, slots=True, eq=False, kw_only=True)
+class LevelChanges:
+    """The phase changes of one level of one KPI at one tick, as columns (row ``i`` is one
+    :class:`Transition`).
+
+    A tick in which 1% of 100k series change phase changes thousands of rows; building a
+    :class:`Transition` per row costs more than the whole machine, and most changes (entering
+    and leaving pending) only go to the journal, which stores columns. So the machine hands on
+    columns; :meth:`notifying` and iteration build :class:`Transition`\\ s for those who need
+    them. The arrays are owned by this object: never modified after construction.
+    """
+
+    t: float
+    level: str
+    rows: npt.NDArray[np.intp]
+    """The rows of the state that changed."""
+    series: list[Labels]
+    """The state's label sets when the rows changed (``series[rows[i]]`` is row ``i``'s): the
+    state's own list, which only ever grows (forgetting series makes a new list)."""
+    from_phase: I8
+    to_phase: I8
+    value: F64
+    threshold: float
+    reason_code: npt.NDArray[np.int8]
+    reasons: tuple[str, ...]
+    """The reason text of each code of :attr:`reason_code`."""
+    flapping: npt.NDArray[np.bool_] | None = None
+    """Per row, whether the series is flapping after this tick (None: no row is)."""
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def labels(self) -> list[Labels]:
+        """Each row's label set."""
+        return list(map(self.series.__getitem__, self.rows.tolist()))
+
+    def __iter__(self) -> Iterator[Transition]:
+        return iter(self.select(None))
+
+    def notifying_mask(self) -> npt.NDArray[np.bool_]:
+        """Rows that reach people (:attr:`Transition.notifies`)."""
+        fr, to = self.from_phase, self.to_phase
+        mask: npt.NDArray[np.bool_] = ((to == FIRING) & (fr != CLEARING)) | (
+            (to == INACTIVE) & ((fr == FIRING) | (fr == CLEARING))
+        )
+        return mask
+
+    def notifying(self) -> list[Transition]:
+        """The :class:`Transition`\\ s of the rows that reach people."""
+        return self.select(self.notifying_mask())
+
+    def select(self, mask: npt.NDArray[np.bool_] | None) -> list[Transition]:
+        """The :class:`Transition`\\ s of the rows where ``mask`` is True (None: every row),
+        built by C-level iteration (map/zip)."""
+        if mask is None:
+            rows: Sequence[int] | None = None
+            labels: Sequence[Labels] = self.labels
+        else:
+            rows = np.flatnonzero(mask).tolist()
+            if not rows:
+                return []
+            labels = list(map(self.series.__getitem__, self.rows[rows].tolist()))
+
+        def col(a: npt.NDArray[np.generic]) -> list[Any]:
+            out: list[Any] = a.tolist() if rows is None else a[rows].tolist()
+            return out
+
+        flags: Iterable[bool] = repeat(False) if self.flapping is None else col(self.flapping)
+        return list(
+            map(
+                _new_transition,
+                zip(
+                    repeat(self.t),
+                    labels,
+                    repeat(self.level),
+                    col(self.from_phase),
+                    col(self.to_phase),
+                    col(self.value),
+                    repeat(self.threshold),
+                    map(self.reasons.__getitem__, col(self.reason_code)),
+                    flags,
+                    strict=False,  # repeat() is endless; the columns have one length
+                ),
+            )
+        )
+
+
 class KpiState:
     """Phases and timers of every series of one KPI (mutable; owned by the engine)."""
 
@@ -224,6 +312,7 @@ class KpiState:
         self.last_t: float | None = None
         self._last_labels: Sequence[Labels] | None = None
         self._last_rows: npt.NDArray[np.intp] = np.empty(0, dtype=np.intp)
+        self._rows_identity = False
         # Persistence (kpimon/journal/): rows whose persisted arrays changed since the journal
         # last saved them, and series forgotten since then. The journal clears both.
         self.dirty: npt.NDArray[np.bool_] = np.empty(0, dtype=bool)
@@ -249,6 +338,11 @@ class KpiState:
         rows = np.fromiter((index[lab] for lab in labels), dtype=np.intp, count=len(labels))
         self._last_labels = labels
         self._last_rows = rows
+        # The usual case: the vector lists every series in row order (rows are made in the
+        # order series are first seen), so whole-array copies replace 100k-element scatters.
+        self._rows_identity = len(rows) == len(self.labels) and bool(
+            (rows == np.arange(len(rows))).all()
+        )
         return rows
 
     def _grow(self, new: list[Labels], t: float) -> None:
@@ -296,10 +390,16 @@ class KpiState:
     # -- the machine --------------------------------------------------------------------
 
     def step(self, t: float, labels: Sequence[Labels], values: F64) -> list[Transition]:
+        """:meth:`advance`, returning the transitions of this tick as :class:`Transition`\\ s,
+        ordered by level then series."""
+        return [tr for changes in self.advance(t, labels, values) for tr in changes]
+
+    def advance(self, t: float, labels: Sequence[Labels], values: F64) -> list[LevelChanges]:
         """Advance every series to tick ``t`` given the KPI's vector at ``t``.
 
         ``labels[i]`` is the label set (without ``__name__``) of ``values[i]``; label sets must
-        be unique. Returns the transitions of this tick, ordered by level then series.
+        be unique. Returns the phase changes of this tick as columns, one
+        :class:`LevelChanges` per level that changed, in level order (series in row order).
 
         Only the series that matter this tick are worked on one by one: those whose condition
         holds or whose level is not inactive, and those missing from the vector. A tick where
@@ -308,10 +408,14 @@ class KpiState:
         rule = self.rule
         rows = self._rows_for(labels, t)
         n = len(self.labels)
-        vals = np.full(n, np.nan)
-        vals[rows] = values
+        if self._rows_identity:
+            vals = np.array(values, dtype=np.float64)
+            self.last_seen.fill(t)
+        else:
+            vals = np.full(n, np.nan)
+            vals[rows] = values
+            self.last_seen[rows] = t
         self.value = vals
-        self.last_seen[rows] = t
         prev_present = self.present
         if len(rows) == n:
             self.present = np.ones(n, dtype=bool)
@@ -341,7 +445,6 @@ class KpiState:
         self.last_t = t
         self.evaluations += 1
 
-        out: list[Transition] = []
         built: list[_LevelChanges] = []
         flipped: list[npt.NDArray[np.intp]] = []  # series whose notified state changed
         touched = [missing]
@@ -453,26 +556,22 @@ class KpiState:
         self._update_status(t, np.flatnonzero(mark))
         self._update_flapping(t, flipped)
         any_flapping = bool(built) and bool(self.flapping.any())
-        for name, rows_changed, from_, to, v, thr, texts, reason in built:
-            flags = self.flapping[rows_changed].tolist() if any_flapping else repeat(False)
-            # Built by C-level iteration (map/zip/itemgetter): thousands per tick at 1% churn.
-            out.extend(
-                map(
-                    _new_transition,
-                    zip(
-                        repeat(t),
-                        map(self.labels.__getitem__, rows_changed.tolist()),
-                        repeat(name),
-                        from_.tolist(),
-                        to.tolist(),
-                        v.tolist(),
-                        repeat(thr),
-                        map(texts.__getitem__, reason.tolist()),
-                        flags,
-                        strict=False,  # repeat() is endless; the lists have one length
-                    ),
-                )
+        out = [
+            LevelChanges(
+                t=t,
+                level=name,
+                rows=rows_changed,
+                series=self.labels,
+                from_phase=from_,
+                to_phase=to,
+                value=v,
+                threshold=thr,
+                reason_code=reason,
+                reasons=texts,
+                flapping=self.flapping[rows_changed] if any_flapping else None,
             )
+            for name, rows_changed, from_, to, v, thr, texts, reason in built
+        ]
         if len(missing):
             idle = missing[t - self.last_seen[missing] > rule.forget_after_s]
             idle = idle[(self.phase[:, idle] == INACTIVE).all(axis=0)]

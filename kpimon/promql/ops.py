@@ -95,6 +95,8 @@ def vector_scalar(node: plan.Binary, vec: Vec, scalar: float) -> Vec:
     if node.op in plan.COMPARISON:
         cond = np.asarray(compare(node.op, lhs, rhs), dtype=bool)
         if not node.return_bool:
+            if cond.all():  # every series passes (the usual case for a KPI): nothing to copy
+                return vec
             keep = np.flatnonzero(cond)  # faster than a boolean mask on big, mixed vectors
             return Vec(vec.table, vec.idx[keep], vec.values[keep])
         table = vec.table.without_name()

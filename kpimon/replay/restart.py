@@ -140,12 +140,12 @@ class Persistence:
             restored = engine.restore(
                 at, outage_tolerance_s=self.outage_tolerance_s, grace_s=interval_s
             )
-            return engine, restored
+            return engine, list(restored)
         grace_s = max(0.0, at - heartbeat) + interval_s
         restored = engine.restore(
             heartbeat, outage_tolerance_s=self.outage_tolerance_s, grace_s=grace_s
         )
-        return engine, restored
+        return engine, list(restored)
 
     def close(self) -> None:
         self.journal.close()

@@ -220,7 +220,7 @@ class _GroupRun:
     def _tick(self, ts: int) -> list[tuple[str, Transition]]:
         """One evaluation tick at ``ts``, as the daemon's evaluation loop makes it."""
         self._feed(ts)
-        transitions = self.engine.tick(ts / 1000)
+        transitions = list(self.engine.tick(ts / 1000))
         self._write_alerts(ts)
         return transitions
 
