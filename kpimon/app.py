@@ -14,6 +14,7 @@ import contextlib
 import logging
 import signal
 import socket
+import sqlite3
 from dataclasses import dataclass
 
 import aiohttp
@@ -24,16 +25,26 @@ from kpimon import labels as labelset
 from kpimon.clock import SYSTEM_CLOCK, Clock
 from kpimon.config import load_config
 from kpimon.config.models import DaemonConfig, ScrapeConfig
-from kpimon.errors import ConfigError
+from kpimon.errors import ConfigError, JournalError
 from kpimon.ingest import IngestBuffer
-from kpimon.journal import Journal
+from kpimon.journal import Journal, auxstate
 from kpimon.kpi.engine import Engine
+from kpimon.notify.dispatch import Notifications, policy_for
+from kpimon.notify.outbox import Outbox
+from kpimon.notify.policy import Planner
+from kpimon.notify.registry import Hook, build_hooks
+from kpimon.notify.silence_store import JournalSilenceStore
+from kpimon.notify.silences import SilenceSet
 from kpimon.scheduler import ScrapeManager
+from kpimon.slo.health import services_health
+from kpimon.slo.tracker import LEDGER_KEY_PREFIX, SloTracker
 from kpimon.sources import Source
+from kpimon.sources.probe import WINDOW_KEY_PREFIX, ProbeSource
 from kpimon.sources.scrape import HostSource, HttpSource
-from kpimon.store import Store
+from kpimon.store import tiers
+from kpimon.store.tiers import Tiers
 from kpimon.web.app import build_app
-from kpimon.web.render import JournalView, MetricsView, TargetView
+from kpimon.web.render import JournalView, MetricsView, NotificationView, TargetView
 
 log = logging.getLogger("kpimon")
 
@@ -63,10 +74,11 @@ def split_address(address: str) -> tuple[str, int]:
 def build_sources(
     cfg: DaemonConfig, session: aiohttp.ClientSession, wanted: frozenset[bytes] | None
 ) -> list[Source]:
-    """One source per scrape target, plus this host when enabled."""
+    """One source per scrape target and per probe, plus this host when enabled."""
     sources: list[Source] = []
     for sc in cfg.scrape_configs:
         sources.extend(_http_sources(sc, session, wanted))
+    sources.extend(ProbeSource(probe, wanted=wanted) for probe in cfg.probes)
     if cfg.host.enabled:
         sources.append(
             HostSource(
@@ -116,12 +128,31 @@ class Daemon:
         self.cfg = cfg
         self.opts = opts
         self.clock = clock
-        self.store = Store(retention_s=cfg.retention_s(), min_interval_s=_min_interval(cfg))
+        self.slo_tracker = SloTracker(cfg.slos)
+        """The kpimon_slo_* numbers, brought up to date after each tick (docs/slo.md)."""
+        self.tiers = Tiers(
+            self._tier_plan(cfg),
+            padding_s=cfg.store_padding_s(),
+            min_interval_s=_min_interval(cfg),
+        )
+        """The sample stores: long ranges keep long history only for the metrics they read."""
+        self.store = self.tiers.main
         self._engine = Engine(
-            cfg.kpis, self.store, interval_s=cfg.global_config.evaluation_interval_s
+            cfg.kpis,
+            self.store,
+            interval_s=cfg.global_config.evaluation_interval_s,
+            tiers=self.tiers,
         )
         self.journal: Journal | None = None
-        self.buffer = IngestBuffer(self.store)
+        self.notifications: Notifications | None = None
+        """Planner, outbox and hook workers (kpimon.notify.dispatch), once running."""
+        self._outbox: Outbox | None = None
+        self.silences = SilenceSet(cfg.alerting.silences)
+        """Config and API silences (kpimon.notify.silences); the same object for good."""
+        self._planner = Planner(
+            cfg.alerting, silences=self.silences, external_labels=cfg.global_config.external_labels
+        )
+        self.buffer = IngestBuffer(self.store, tiers=self.tiers)
         self.manager = ScrapeManager(self.buffer, clock)
         self.session: aiohttp.ClientSession | None = None
         self.reload_ok = True
@@ -131,6 +162,13 @@ class Daemon:
         self._reload_lock = asyncio.Lock()
         self._reloads: set[asyncio.Future[list[str]]] = set()
         self.site_address: tuple[str, int] | None = None
+        self._probe_hour: int | None = None  # the hour of the last save of the probe windows
+        self._probe_restore = True  # probes may have a journaled window not restored yet
+        self._probes_restored: set[str] = set()
+
+    def _tier_plan(self, cfg: DaemonConfig) -> tiers.TierPlan:
+        """What the stores keep for ``cfg``'s KPIs and SLO gauges (the tracker reloaded)."""
+        return tiers.plan([*(kpi.expr for kpi in cfg.kpis), *self.slo_tracker.expressions()])
 
     # -- DaemonView -----------------------------------------------------------------------
 
@@ -171,10 +209,13 @@ class Daemon:
             targets=targets,
             last_eval_wall=self._engine.last_eval_wall,
             last_eval_duration_s=self._engine.last_eval_duration_s,
-            store_series=self.store.series_count,
+            store_series=sum(s.series_count for s in self.tiers.stores),
             reload_ok=self.reload_ok,
             reload_success_wall=self.reload_success_wall,
             version=__version__,
+            slos=self.slo_tracker.readings(),
+            services=services_health(self.cfg.services, self._engine.kpis),
+            notifications=self._notification_view(),
             journal=None
             if self.journal is None
             else JournalView(
@@ -203,16 +244,79 @@ class Daemon:
                 return self._reload_failed([f"{type(exc).__name__}: {exc}"])
             # Nothing below awaits before the swap is complete, so no tick sees half of it.
             self.cfg = cfg
-            self.store.reconfigure(retention_s=cfg.retention_s(), min_interval_s=_min_interval(cfg))
+            self.silences.set_config(cfg.alerting.silences)  # API silences stay
             self._engine.reload(cfg.kpis)
+            self.slo_tracker.reload(cfg.slos)
+            if self.journal is not None:
+                self._restore_ledgers(self.journal)  # an SLO back in the config
+            self.tiers.reconfigure(
+                self._tier_plan(cfg),
+                padding_s=cfg.store_padding_s(),
+                min_interval_s=_min_interval(cfg),
+            )
             self._engine.interval_s = cfg.global_config.evaluation_interval_s
+            if self.notifications is not None:
+                self._configure_notifications(self.notifications, self._hooks(self.session))
             await self.manager.update(sources)
+            self._probe_restore = True  # a new or redefined probe may have a saved window
             self.reload_ok = True
             self.reload_success_wall = self.clock.wall()
             log.info(
                 "config reloaded kpis=%d targets=%d", len(cfg.kpis), len(self.manager.sources())
             )
             return []
+
+    # -- notifications --------------------------------------------------------------------
+
+    def _hooks(self, session: aiohttp.ClientSession) -> list[Hook]:
+        return build_hooks(
+            self.cfg.alerting,
+            session,
+            clock=self.clock,
+            evaluation_interval_s=self.cfg.global_config.evaluation_interval_s,
+        )
+
+    def _configure_notifications(self, n: Notifications, hooks: list[Hook]) -> None:
+        """Point the planner and the workers at the current config (start-up, reload):
+        queued rows of hooks that still exist stay; those of removed hooks are dropped."""
+        n.planner.silences = self.silences
+        n.planner.configure(
+            self.cfg.alerting,
+            [h.name for h in hooks if h.name.startswith("alertmanager:")],
+            external_labels=self.cfg.global_config.external_labels,
+        )
+        n.update(hooks, policy_for(self.cfg.alerting))
+
+    async def _start_notifications(self, session: aiohttp.ClientSession) -> Notifications:
+        outbox = self._outbox if self._outbox is not None else Outbox.memory()
+        hooks = self._hooks(session)
+        n = Notifications(self._planner, outbox, hooks, clock=self.clock)
+        self._configure_notifications(n, hooks)
+        self.notifications = n
+        self._engine.notifier = n
+        await n.start()
+        return n
+
+    async def _stop_notifications(self) -> None:
+        self._engine.notifier = None
+        if self.notifications is not None:
+            await self.notifications.stop()
+
+    def _notification_view(self) -> NotificationView | None:
+        n = self.notifications
+        if n is None:
+            return None
+        now = self.clock.wall()
+        hooks = n.hook_names()
+        return NotificationView(
+            counts=n.counters(),
+            queue={h: n.queue_length(h) for h in hooks},
+            oldest_age_s={h: n.oldest_pending_age_s(h, now) for h in hooks},
+            latency_buckets=n.latency.buckets,
+            latency_counts=list(n.latency.counts),
+            latency_sum=n.latency.total,
+            latency_count=n.latency.count,
+        )
 
     def _reload_failed(self, problems: list[str]) -> list[str]:
         self.reload_ok = False
@@ -267,10 +371,22 @@ class Daemon:
             self.buffer.flush()
         except Exception:  # a store bug must not stop evaluation for good
             log.exception("writing scraped samples failed")
+        t = self.clock.wall()
         try:
-            self._engine.tick(self.clock.wall())
+            self._engine.tick(t)
         except Exception:
             log.exception("evaluation tick failed")
+        try:
+            self.slo_tracker.update(
+                t, self.tiers, interval_s=self.cfg.global_config.evaluation_interval_s
+            )
+            self._save_ledgers()
+        except Exception:
+            log.exception("SLO evaluation failed")
+        try:
+            self._journal_probe_windows(t)
+        except Exception:
+            log.exception("journaling the probes' 30-day windows failed")
 
     def _open_journal(self, stack: contextlib.AsyncExitStack) -> None:
         """Open the journal (raises JournalError) and restore every KPI's state from it."""
@@ -280,11 +396,98 @@ class Daemon:
         stack.callback(journal.close)  # registered first: closed last, after the final tick
         self.journal = journal
         self._engine.journal = journal
+        self.silences.attach_store(
+            JournalSilenceStore(journal.connection, journal.path), self.clock.wall()
+        )
+        try:  # pending notifications and the planner's memory, before anything commits
+            self._outbox = Outbox.open(journal)
+            self._planner.load(self._outbox.records)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise JournalError(
+                f"journal {journal.path}: the notification outbox is unreadable ({exc}); move "
+                "the file aside (with its -wal and -shm files) to start with an empty journal"
+            ) from None
         self._engine.restore(
             self.clock.wall(),
             outage_tolerance_s=self.cfg.global_config.outage_tolerance_s,
             grace_s=_max_interval(self.cfg),
         )
+        self._restore_ledgers(journal, forget_removed=True)
+
+    def _restore_ledgers(self, journal: Journal, *, forget_removed: bool = False) -> None:
+        """Fill the SLOs' empty 30-day ledgers from the journal (docs/slo.md)."""
+        conn = journal.connection
+
+        def load(key: str, fingerprint: str) -> bytes | None:
+            saved = auxstate.load(conn, key, fingerprint)
+            return None if saved is None else saved[1]
+
+        try:
+            restored = self.slo_tracker.restore(load)
+            if forget_removed:
+                auxstate.keep_only(conn, LEDGER_KEY_PREFIX, self.slo_tracker.ledger_keys())
+        except sqlite3.Error as exc:
+            log.error(
+                "reading SLO ledgers from the journal failed path=%s err=%s", journal.path, exc
+            )
+            return
+        if restored:
+            log.info("SLO ledgers restored from the journal slos=%d", restored)
+
+    def _save_ledgers(self) -> None:
+        """Save the SLO ledgers that recorded a bucket (every 5 minutes) to the journal."""
+        journal = self.journal
+        if journal is None:
+            return
+        saves = self.slo_tracker.unsaved_ledgers()
+        if not saves:
+            return
+        t = self.clock.wall()
+        try:
+            for key, fingerprint, data in saves:
+                auxstate.save(journal.connection, key, fingerprint, t, data)
+        except sqlite3.Error as exc:
+            self.slo_tracker.mark_unsaved()  # again at the next bucket
+            log.warning(
+                "saving SLO ledgers to the journal failed path=%s err=%s", journal.path, exc
+            )
+
+    def _journal_probe_windows(self, t: float, probes: list[ProbeSource] | None = None) -> None:
+        """Keep the probes' 30-day windows in the journal: restore each probe's saved window
+        once (at start-up, and after a reload for new probes), save them all when an hour ends
+        (a bucket is complete), so a restart loses at most the hour under way."""
+        journal = self.journal
+        hour = int(t // 3600)
+        if journal is None or (hour == self._probe_hour and not self._probe_restore):
+            return
+        if probes is None:  # (the running probes; a test may give its own)
+            probes = [s for s in self.manager.sources().values() if isinstance(s, ProbeSource)]
+        conn = journal.connection
+        try:
+            if self._probe_restore:
+                for probe in probes:
+                    if probe.window_key in self._probes_restored:
+                        continue
+                    saved = auxstate.load(conn, probe.window_key, probe.window_fingerprint)
+                    if saved is not None:
+                        probe.restore_window(saved[1])
+                    self._probes_restored.add(probe.window_key)
+                auxstate.keep_only(conn, WINDOW_KEY_PREFIX, [p.window_key for p in probes])
+                self._probe_restore = False
+            if hour != self._probe_hour:
+                for probe in probes:
+                    auxstate.save(
+                        conn, probe.window_key, probe.window_fingerprint, t, probe.window_data()
+                    )
+                self._probe_hour = hour
+        except (sqlite3.Error, ValueError) as exc:
+            log.warning(
+                "journaling the probes' 30-day windows failed, retrying next hour path=%s err=%s",
+                journal.path,
+                exc,
+            )
+            self._probe_hour = hour
+            self._probe_restore = False
 
     async def run(self) -> int:
         """Run until stopped; returns the process exit code.
@@ -302,7 +505,11 @@ class Daemon:
             self.session = await stack.enter_async_context(
                 aiohttp.ClientSession(headers={"User-Agent": USER_AGENT})
             )
-            runner = web.AppRunner(build_app(self), access_log=None, handle_signals=False)
+            await self._start_notifications(self.session)
+            stack.push_async_callback(self._stop_notifications)  # before the session closes
+            runner = web.AppRunner(
+                build_app(self, self.silences), access_log=None, handle_signals=False
+            )
             await runner.setup()
             stack.push_async_callback(runner.cleanup)
             site = web.TCPSite(runner, host, port)

@@ -11,8 +11,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TextIO
 
+from kpimon.config.fields import Problems
 from kpimon.config.loader import build_config, read_file
-from kpimon.config.rules import is_rule_file, parse_rules
+from kpimon.config.rules import is_rule_file, parse_rules_node
+from kpimon.config.slos import RuleExtras
 from kpimon.config.yamlload import load_yaml
 from kpimon.errors import ConfigError
 from kpimon.textfmt import count
@@ -48,14 +50,24 @@ def run_check(paths: Sequence[str], out: TextIO, err: TextIO) -> int:
 def _check_one(path: str) -> str:
     """The success line for ``path``; raises ConfigError otherwise."""
     text = read_file(path)
-    root, _ = load_yaml(text, path)
+    root, yaml_problems = load_yaml(text, path)
     if is_rule_file(root):
-        kpis, problems = parse_rules(text, path)
-        if problems:
-            raise ConfigError(problems)
-        return f"{path}: ok ({count(len(kpis), 'KPI')})"
-    config = build_config(text, path)
-    return (
-        f"{path}: ok ({count(len(config.scrape_configs), 'scrape config')}, "
-        f"{count(len(config.kpis), 'KPI')})"
-    )
+        problems = Problems()
+        problems.extend(yaml_problems)
+        extras = RuleExtras()
+        kpis = parse_rules_node(root, path, problems, {}, extras)
+        if problems.items:
+            raise ConfigError(problems.items)
+        parts = [count(len(kpis), "KPI")]
+        slos, services = len(extras.slos), len(extras.services)
+    else:
+        config = build_config(text, path)
+        parts = [count(len(config.scrape_configs), "scrape config"), count(len(config.kpis), "KPI")]
+        if config.probes:
+            parts.append(count(len(config.probes), "probe"))
+        slos, services = len(config.slos), len(config.services)
+    if slos:
+        parts.append(count(slos, "SLO"))
+    if services:
+        parts.append(count(services, "service"))
+    return f"{path}: ok ({', '.join(parts)})"

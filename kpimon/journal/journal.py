@@ -49,19 +49,20 @@ import os
 import sqlite3
 import time
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import IO
+from typing import IO, Protocol
 
 import numpy as np
 
 from kpimon import __version__
 from kpimon.errors import JournalError
-from kpimon.journal import codec, translog
+from kpimon.journal import codec, reportlog, translog
 from kpimon.journal.schema import migrate
 from kpimon.journal.translog import TransitionRecord
-from kpimon.kpi.machine import KpiState, Transition
+from kpimon.kpi.changes import TickChanges
+from kpimon.kpi.machine import KpiState, LevelChanges, Transition
 from kpimon.labels import Labels
 
 log = logging.getLogger("kpimon.journal")
@@ -106,6 +107,19 @@ class _RowTexts:
     last: Labels | None
 
 
+class CommitExtension(Protocol):
+    """Rows written in :meth:`Journal.commit`'s transaction besides the journal's own."""
+
+    def write(self, conn: sqlite3.Connection, items: Sequence[object]) -> None:
+        """Write ``items`` (every ``extra`` not yet committed, in order)."""
+
+    def committed(self, items: Sequence[object]) -> None:
+        """The transaction holding ``items`` is durable."""
+
+    def rolled_back(self) -> None:
+        """The transaction failed; the same items come again at the next commit."""
+
+
 class Journal:
     """An open journal. Use :meth:`open`; call :meth:`close` when done."""
 
@@ -119,7 +133,11 @@ class Journal:
         self.commits_total = 0
         self.last_commit_duration_s = 0.0
         self._failing: str | None = None
-        self._pending: list[tuple[str, Transition]] = []
+        self._pending = TickChanges()
+        self._pending_extra: list[object] = []
+        self.extension: CommitExtension | None = None
+        """Writes more in each commit's transaction: the notification outbox
+        (:class:`kpimon.notify.outbox.Outbox`)."""
         self._kpis: dict[str, _SavedKpi] = {}
         self._layouts: weakref.WeakKeyDictionary[KpiState, tuple[codec.Layout, str]] = (
             weakref.WeakKeyDictionary()
@@ -127,6 +145,10 @@ class Journal:
         self._since_full: dict[str, int] = {}
         """Per KPI: records in the chunks after its last full chunk (none: no full chunk)."""
         self._next_seq = 1
+        self._run_id: int | None = None
+        """This process's row of ``runs`` (:mod:`.reportlog`), once it has committed."""
+        self._status_logged: set[str] = set()
+        """KPIs whose every series' status this process has logged (:mod:`.reportlog`)."""
         self._label_texts = _LabelTexts()
         self._texts: weakref.WeakKeyDictionary[KpiState, _RowTexts] = weakref.WeakKeyDictionary()
         self._read_catalog()
@@ -302,8 +324,12 @@ class Journal:
         t: float,
         kpis: Sequence[tuple[str, str, KpiState]],
         transitions: Sequence[tuple[str, Transition]],
-    ) -> list[tuple[str, Transition]]:
+        extra: object | None = None,
+    ) -> TickChanges:
         """Write tick ``t`` in one transaction; return the transitions now durable.
+
+        ``extra`` (the tick's notification plan) is handed to :attr:`extension`, which writes
+        it in the same transaction; after a failed commit it waits, like the transitions.
 
         ``kpis`` is every KPI of the engine as (name, fingerprint, state): saved KPIs not in
         it are deleted, KPIs whose fingerprint changed are saved afresh, and of the others only
@@ -312,7 +338,9 @@ class Journal:
         call. Never raises for a database error.
         """
         if transitions:
-            self._pending.extend(transitions)
+            self._pending.extend(transitions)  # columns stay columns
+        if extra is not None:
+            self._pending_extra.append(extra)
         started = time.perf_counter()
         conn = self._conn
         catalog = dict(self._kpis)
@@ -326,19 +354,25 @@ class Journal:
                 for name in catalog.keys() - names:
                     kid = catalog.pop(name).kpi_id
                     self._drop_state(name, kid)
+                    reportlog.record_kpi_gone(conn, name, t)
                     conn.execute("DELETE FROM kpis WHERE kpi_id = ?", (kid,))
                 if self._pending:
-                    self._write_transitions(self._pending)
+                    self._write_transitions(self._pending, kpis)
+                if self._pending_extra and self.extension is not None:
+                    self.extension.write(conn, self._pending_extra)
                 conn.execute(
                     "INSERT INTO heartbeat (id, t) VALUES (1, ?) "
                     "ON CONFLICT (id) DO UPDATE SET t = excluded.t",
                     (t,),
                 )
+                run_id = reportlog.record_run(conn, self._run_id, t)
                 conn.execute("COMMIT")
             except BaseException:
                 self._since_full = since_full  # forget what the rolled-back transaction did
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
+                if self.extension is not None:
+                    self.extension.rolled_back()
                 raise
         except sqlite3.Error as exc:
             self.write_failures_total += 1
@@ -351,7 +385,7 @@ class Journal:
                     len(self._pending),
                 )
             self._failing = str(exc)
-            return []
+            return TickChanges()
         if self._failing is not None:
             log.info("journal writes recovered path=%s", self.path)
             self._failing = None
@@ -360,8 +394,13 @@ class Journal:
             state.forgotten.clear()
         self._kpis = catalog
         self._next_seq += len(self._pending)
-        done, self._pending = self._pending, []
+        done, self._pending = self._pending, TickChanges()
+        extra, self._pending_extra = self._pending_extra, []
+        if extra and self.extension is not None:
+            self.extension.committed(extra)
         self.heartbeat = t
+        self._run_id = run_id
+        self._status_logged.update(name for name, _, _ in kpis)
         self.commits_total += 1
         self.last_commit_duration_s = time.perf_counter() - started
         return done
@@ -427,6 +466,8 @@ class Journal:
         elif saved.fingerprint != fingerprint or saved.layout != lay_text:
             # A changed KPI starts afresh; a new kpimon version's layout rewrites every row.
             self._drop_state(name, saved.kpi_id)
+            if saved.fingerprint != fingerprint:
+                reportlog.record_kpi_gone(conn, name, t)
             saved = catalog[name] = replace(saved, fingerprint=fingerprint, layout=lay_text)
             conn.execute(
                 "UPDATE kpis SET fingerprint = ?, layout = ? WHERE kpi_id = ?",
@@ -437,6 +478,17 @@ class Journal:
             catalog[name] = replace(saved, scalars=scalars)
         rows = np.flatnonzero(state.dirty)
         n = len(state)
+        first = name not in self._status_logged
+        reportlog.record_statuses(
+            conn,
+            name,
+            t,
+            state,
+            np.arange(n) if first else rows,
+            None if first else self.heartbeat,
+            self._rows(state).texts,
+            map(self._label_texts.__getitem__, state.forgotten),
+        )
         since = self._since_full.get(name)
         # A full chunk replaces the KPI's chunks once they would hold more records than it.
         full = since is None or (len(rows) > 0 and since + len(rows) >= n)
@@ -470,10 +522,24 @@ class Journal:
         else:
             self._since_full[name] = (since or 0) + len(rows)
 
-    def _write_transitions(self, transitions: Sequence[tuple[str, Transition]]) -> None:
+    def _write_transitions(
+        self, transitions: TickChanges, kpis: Sequence[tuple[str, str, KpiState]]
+    ) -> None:
         text = self._label_texts.__getitem__
+        states = {name: state for name, _, state in kpis}
+
+        def batch_texts(kpi: str, batch: LevelChanges) -> Iterable[str]:
+            state = states.get(kpi)
+            if state is not None and batch.series is state.labels:
+                return map(self._rows(state).texts.__getitem__, batch.rows.tolist())
+            return map(text, batch.labels)  # series forgotten since: by label set
+
         translog.append(
-            self._conn, self._next_seq, transitions, lambda _, labels: map(text, labels)
+            self._conn,
+            self._next_seq,
+            transitions.parts,
+            lambda labels: map(text, labels),
+            batch_texts,
         )
 
     # -- reading the log ----------------------------------------------------------------
@@ -486,6 +552,13 @@ class Journal:
     def pending_transitions(self) -> int:
         """Transitions waiting for a commit to succeed."""
         return len(self._pending)
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The SQLite connection, for tables written elsewhere (API silences,
+        kpimon.notify.silence_store): only on the event loop's thread, outside :meth:`commit`,
+        one short ``BEGIN IMMEDIATE`` transaction per write."""
+        return self._conn
 
 
 def _prepare(conn: sqlite3.Connection, synchronous: str) -> tuple[int, int]:

@@ -108,6 +108,72 @@ MIGRATIONS: tuple[Migration, ...] = (
         migrate_rows_to_batches,
         ("DROP VIEW notifications", "DROP TABLE transitions"),
     ),
+    Migration(
+        4,
+        "the notification outbox and the notification planner's state",
+        (
+            # One row per notification to one hook (kpimon.notify.outbox), INSERTed in the
+            # commit of the transition that caused it; id orders them. state: pending, then
+            # delivered, failed (permanent error, or its hook removed) or expired (retried
+            # for max_retry_duration); done rows are pruned a day after they are done.
+            "CREATE TABLE outbox ("
+            " id INTEGER PRIMARY KEY,"
+            " hook TEXT NOT NULL,"
+            " key TEXT NOT NULL,"
+            " kind TEXT NOT NULL,"
+            " created_at REAL NOT NULL,"
+            " event TEXT NOT NULL,"
+            " state TEXT NOT NULL,"
+            " attempts INTEGER NOT NULL,"
+            " first_attempt_at REAL,"
+            " next_at REAL NOT NULL,"
+            " done_at REAL,"
+            " error TEXT NOT NULL)",
+            "CREATE INDEX outbox_pending ON outbox (id) WHERE state = 'pending'",
+            "CREATE INDEX outbox_done ON outbox (done_at) WHERE state != 'pending'",
+            # Per alert (dedup key, or a flapping notice's key): what the planner knows of it
+            # and what each hook was told (kpimon.notify.policy.AlertRecord as JSON).
+            "CREATE TABLE notify_alerts (key TEXT PRIMARY KEY, record TEXT NOT NULL)",
+        ),
+    ),
+    Migration(
+        5,
+        "silences made through the HTTP API",
+        (
+            # One row per API silence (kpimon.notify.silence_store): id, end (Unix seconds;
+            # expired ones are deleted after the retention) and the silence as JSON.
+            "CREATE TABLE silences (id TEXT PRIMARY KEY, ends_at REAL NOT NULL, doc TEXT NOT NULL)",
+        ),
+    ),
+    Migration(
+        6,
+        "the status log and the runs, for reports (kpimon.journal.reportlog)",
+        (
+            # One row per KPI and commit with status changes: labels one JSON label set per
+            # line, records one reportlog.RECORD (time of the change, new status) per line.
+            "CREATE TABLE status_log ("
+            " id INTEGER PRIMARY KEY,"
+            " kpi TEXT NOT NULL,"
+            " t REAL NOT NULL,"
+            " labels TEXT NOT NULL,"
+            " records BLOB NOT NULL)",
+            "CREATE INDEX status_log_by_t ON status_log (t)",
+            # One row per process that committed ticks: its first and latest committed tick.
+            "CREATE TABLE runs (run_id INTEGER PRIMARY KEY, started REAL NOT NULL,"
+            " last REAL NOT NULL)",
+        ),
+    ),
+    Migration(
+        7,
+        "windows kept in memory between ticks (SLO ledgers), saved for restarts",
+        (
+            # One row per window (kpimon.journal.auxstate): its owner's key, the fingerprint of
+            # the definition it belongs to (restored only into the same), when it was saved,
+            # and its data (a packed numpy array).
+            "CREATE TABLE aux_state (key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL,"
+            " t REAL NOT NULL, data BLOB NOT NULL)",
+        ),
+    ),
 )
 
 SCHEMA_VERSION = MIGRATIONS[-1].version

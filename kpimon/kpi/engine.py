@@ -12,14 +12,15 @@ import dataclasses
 import hashlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from kpimon.config.models import Kpi
 from kpimon.errors import EvaluationError
+from kpimon.kpi.changes import TickChanges
 from kpimon.kpi.machine import (
     F64,
     FIRING,
@@ -27,6 +28,7 @@ from kpimon.kpi.machine import (
     PHASES,
     FlapEvent,
     KpiState,
+    LevelChanges,
     LevelRule,
     MachineRule,
     Transition,
@@ -34,6 +36,7 @@ from kpimon.kpi.machine import (
 from kpimon.labels import Labels, format_labels, without_name
 from kpimon.promql.evaluate import Scalar, evaluate
 from kpimon.store import Store
+from kpimon.store.tiers import Tiers
 
 if TYPE_CHECKING:
     from kpimon.journal import Journal
@@ -111,6 +114,21 @@ def _canonical(obj: object) -> object:
     return obj
 
 
+class Notifier(Protocol):
+    """What the engine asks to plan a tick's notifications, before the journal commit."""
+
+    def plan(
+        self,
+        t: float,
+        transitions: Sequence[tuple[str, Transition]],
+        flap_events: Sequence[tuple[str, FlapEvent]],
+        kpis: Mapping[str, KpiRuntime],
+    ) -> object | None: ...
+
+    def committed(self, items: Sequence[object]) -> None:
+        """Without a journal: the plans are final."""
+
+
 class Engine:
     """Evaluates every KPI each tick and keeps their state."""
 
@@ -121,8 +139,12 @@ class Engine:
         journal: Journal | None = None,
         *,
         interval_s: float = 60.0,
+        tiers: Tiers | None = None,
     ) -> None:
         self.store = store
+        self.tiers = tiers
+        """With long ranges, which store each KPI reads (:mod:`kpimon.store.tiers`; its main
+        store is ``store``); None: every KPI reads ``store``."""
         self.interval_s = interval_s
         """The evaluation interval: the step of subqueries written without one (``x[1h:]``)."""
         self.journal = journal
@@ -134,6 +156,9 @@ class Engine:
         self.ticks = 0
         self.flap_events: list[tuple[str, FlapEvent]] = []
         """Series that started or stopped flapping at the last tick (for notifiers)."""
+        self.notifier: Notifier | None = None
+        """Plans each tick's notifications (:class:`kpimon.notify.dispatch.Notifications`);
+        None: nothing is notified."""
         self.reload(kpis)
 
     def reload(self, kpis: Sequence[Kpi]) -> None:
@@ -154,10 +179,11 @@ class Engine:
             log.info("KPI removed kpi=%s", name)
         self.kpis = new
 
-    def tick(self, t: float) -> list[tuple[str, Transition]]:
-        """Evaluate every KPI at Unix time ``t``; returns the transitions of this tick."""
+    def tick(self, t: float) -> TickChanges:
+        """Evaluate every KPI at Unix time ``t``; returns the transitions of this tick (as
+        columns: :meth:`TickChanges.notifying` gives those that reach people)."""
         started = time.perf_counter()
-        out: list[tuple[str, Transition]] = []
+        out = TickChanges()
         self.flap_events = []
         for name, rt in self.kpis.items():
             # A KPI whose expression fails has no data this tick: max_gap and no_data apply,
@@ -175,13 +201,13 @@ class Engine:
                     log.info("KPI evaluation recovered kpi=%s", name)
                     rt.last_error = None
             try:
-                transitions = rt.state.step(t, labels, values)
+                changes = rt.state.advance(t, labels, values)
             except Exception as exc:  # a bug must not stop the other KPIs, nor the daemon
                 self._failed(rt, f"internal error: {type(exc).__name__}: {exc}", exc)
                 continue
-            for tr in transitions:
-                _log_transition(name, tr)
-                out.append((name, tr))
+            for batch in changes:
+                log_changes(name, batch)
+                out.add(name, batch)
             for ev in rt.state.flap_events:
                 log.info(
                     "KPI series %s flapping kpi=%s series=%s percent=%.1f",
@@ -194,18 +220,22 @@ class Engine:
         self.last_eval_duration_s = time.perf_counter() - started
         self.last_eval_wall = t
         self.ticks += 1
+        plan = None
+        if self.notifier is not None:
+            # Planned now, journaled in the same commit as the transitions that cause it.
+            plan = self.notifier.plan(t, out.notifying(), self.flap_events, self.kpis)
         if self.journal is not None:
             # Commit before anything acts on the transitions; hand on only what is durable
             # (after a failed write, this tick's wait for the next one: nothing is lost).
-            out = self.journal.commit(t, self._journal_entries(), out)
+            out = self.journal.commit(t, self._journal_entries(), out, plan)
+        elif plan is not None and self.notifier is not None:
+            self.notifier.committed([plan])
         return out
 
     def _journal_entries(self) -> list[tuple[str, str, KpiState]]:
         return [(name, rt.fingerprint, rt.state) for name, rt in self.kpis.items()]
 
-    def restore(
-        self, t: float, *, outage_tolerance_s: float, grace_s: float
-    ) -> list[tuple[str, Transition]]:
+    def restore(self, t: float, *, outage_tolerance_s: float, grace_s: float) -> TickChanges:
         """Load every KPI's journaled state and carry it across the outage up to ``t``.
 
         For start-up (and replays resuming from a journal): call once, before the first
@@ -218,7 +248,7 @@ class Engine:
         """
         journal = self.journal
         if journal is None or journal.heartbeat is None:
-            return []
+            return TickChanges()
         out: list[tuple[str, Transition]] = []
         restored = 0
         for name, rt in self.kpis.items():
@@ -266,7 +296,8 @@ class Engine:
 
     def _vector(self, rt: KpiRuntime, t: float) -> tuple[Sequence[Labels], F64]:
         """The KPI's series at ``t``: label sets without ``__name__``, and values."""
-        result = evaluate(rt.kpi.expr, self.store, t, interval_s=self.interval_s)
+        store = self.store if self.tiers is None else self.tiers.for_expr(rt.kpi.expr)
+        result = evaluate(rt.kpi.expr, store, t, interval_s=self.interval_s)
         if isinstance(result, Scalar):
             return _SCALAR_LABELS, np.array([result.value], dtype=np.float64)
         if result.labels is not rt.in_labels:
@@ -292,6 +323,23 @@ def _log_level(tr: Transition) -> int:
     if PENDING in (tr.from_phase, tr.to_phase):
         return logging.DEBUG
     return logging.INFO
+
+
+def log_changes(kpi: str, changes: LevelChanges) -> None:
+    """Log a batch of transitions as :func:`_log_transition` does, building the transition
+    objects only for those logged (entering and leaving pending is logged at DEBUG)."""
+    if log.isEnabledFor(logging.DEBUG):
+        mask = None
+    else:
+        fires = changes.notifying_mask() & (changes.to_phase == FIRING)  # WARNING
+        if log.isEnabledFor(logging.INFO):
+            mask = fires | ((changes.from_phase != PENDING) & (changes.to_phase != PENDING))
+        elif log.isEnabledFor(logging.WARNING):
+            mask = fires
+        else:
+            return
+    for tr in changes.select(mask):
+        _log_transition(kpi, tr)
 
 
 def _log_transition(kpi: str, tr: Transition) -> None:

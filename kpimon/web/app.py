@@ -1,5 +1,5 @@
 """The aiohttp application: /metrics, /api/v1/kpis, /api/v1/kpis/{name}/explain,
-/api/v1/alerts, /-/healthy, /-/ready, /-/reload and /.
+/api/v1/alerts, /api/v1/silences (kpimon.web.silences), /-/healthy, /-/ready, /-/reload and /.
 
 Handlers only read the daemon's in-memory state (never do I/O while rendering) and answer
 errors the way the Prometheus HTTP API does: ``{"status": "error", "errorType", "error"}``.
@@ -12,6 +12,7 @@ import json
 import logging
 import math
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Protocol
 
 import numpy as np
@@ -24,7 +25,10 @@ from kpimon.kpi.engine import Engine
 from kpimon.kpi.explain import explain, explanation_doc
 from kpimon.kpi.summary import rfc3339, series_reports
 from kpimon.labels import Labels, decode_key
+from kpimon.notify.silences import SilenceSet
+from kpimon.slo.health import health_doc
 from kpimon.textfmt import json_number
+from kpimon.web import silences as silence_api
 from kpimon.web.render import CONTENT_TYPE, MetricsView, Renderer
 
 log = logging.getLogger("kpimon.http")
@@ -72,7 +76,10 @@ def _error(status: int, error_type: str, message: str) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     daemon = request.app[DAEMON]
-    body = request.app[RENDERER].render(daemon.metrics_view())
+    view = daemon.metrics_view()
+    if view.silences is None:
+        view = replace(view, silences=request.app[silence_api.SILENCES].counts(view.now))
+    body = request.app[RENDERER].render(view)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 
@@ -197,6 +204,12 @@ async def api_alerts(request: web.Request) -> web.Response:
     return _json({"status": "success", "data": {"alerts": alerts}})
 
 
+async def api_services(request: web.Request) -> web.Response:
+    """Each service's health (docs/slo.md), as /metrics shows it."""
+    services = request.app[DAEMON].metrics_view().services
+    return _json({"status": "success", "data": [health_doc(h) for h in services]})
+
+
 async def api_not_found(request: web.Request) -> web.Response:
     return _error(404, "not_found", f"no such endpoint: {request.path}")
 
@@ -272,8 +285,9 @@ async def _internal_errors(request: web.Request, handler: Handler) -> web.Stream
         return _error(500, "internal", f"internal error: {type(exc).__name__}: {exc}")
 
 
-def build_app(daemon: DaemonView) -> web.Application:
-    """The aiohttp application serving ``daemon``."""
+def build_app(daemon: DaemonView, silences: SilenceSet | None = None) -> web.Application:
+    """The aiohttp application serving ``daemon``; ``/api/v1/silences`` serves ``silences``
+    (None: a set of its own, in memory)."""
     app = web.Application(middlewares=[_internal_errors])
     app[DAEMON] = daemon
     app[RENDERER] = Renderer()
@@ -283,6 +297,8 @@ def build_app(daemon: DaemonView) -> web.Application:
     app.router.add_get("/api/v1/kpis/{name}", api_kpi)
     app.router.add_get("/api/v1/kpis/{name}/explain", api_explain)
     app.router.add_get("/api/v1/alerts", api_alerts)
+    app.router.add_get("/api/v1/services", api_services)
+    silence_api.setup(app, SilenceSet() if silences is None else silences, daemon.now)
     app.router.add_route("*", "/api/v1/{tail:.*}", api_not_found)
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)

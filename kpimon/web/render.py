@@ -21,6 +21,9 @@ import numpy.typing as npt
 from kpimon.kpi.engine import KpiRuntime
 from kpimon.kpi.machine import CLEARING, F64, FIRING, KpiState
 from kpimon.labels import Labels, escape_value
+from kpimon.slo.health import ServiceHealth
+from kpimon.slo.metrics import render_families as slo_families
+from kpimon.slo.tracker import SloReading
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -55,6 +58,31 @@ class MetricsView:
     reload_success_wall: float
     version: str
     journal: JournalView | None = None
+    notifications: NotificationView | None = None
+    """The notification metrics (None: not rendered)."""
+    silences: Mapping[str, int] | None = None
+    """Silences per state (``active``, ``pending``, ``expired``); None: not rendered."""
+    slos: Sequence[SloReading] = ()
+    """The SLOs' numbers at the last tick (kpimon.slo.tracker)."""
+    services: Sequence[ServiceHealth] = ()
+    """The services' health (kpimon.slo.health)."""
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationView:
+    """What /metrics shows about notifications (kpimon.notify.dispatch).
+
+    ``counts`` is per (hook, result); ``queue`` and ``oldest_age_s`` per hook; ``latency``
+    the histogram's upper bounds, their (non-cumulative) counts with +Inf last, sum and count.
+    """
+
+    counts: Mapping[tuple[str, str], int]
+    queue: Mapping[str, int]
+    oldest_age_s: Mapping[str, float]
+    latency_buckets: Sequence[float]
+    latency_counts: Sequence[int]
+    latency_sum: float
+    latency_count: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +192,7 @@ class Renderer:
         for key in self._cache.keys() - live:
             del self._cache[key]
         self._kpi_families(view, out)
+        slo_families(view.slos, view.services, out)
         self._self_families(view, out)
         return "".join(out).encode()
 
@@ -358,6 +387,14 @@ class Renderer:
             "kpimon build information (always 1).",
             [({"version": view.version}, 1.0)],
         )
+        if view.silences is not None:
+            gauge(
+                "kpimon_silences",
+                "Silences by state (active, pending, expired); config and API silences.",
+                [({"state": state}, float(n)) for state, n in sorted(view.silences.items())],
+            )
+        if view.notifications is not None:
+            _notification_families(view.notifications, out, gauge)
         if view.journal is not None:
             j = view.journal
             out.append(
@@ -376,3 +413,39 @@ class Renderer:
                 "Transitions waiting for a journal commit to succeed before they are acted on.",
                 [({}, float(j.pending_transitions))],
             )
+
+
+def _notification_families(
+    n: NotificationView,
+    out: list[str],
+    gauge: Callable[[str, str, Iterable[tuple[Mapping[str, str], float]]], None],
+) -> None:
+    out.append(
+        "# HELP kpimon_notifications_total Notifications per hook and result (success, retry, "
+        "failed, expired, suppressed, dropped, resent).\n"
+        "# TYPE kpimon_notifications_total counter\n"
+    )
+    for (hook, result), count in sorted(n.counts.items()):
+        body = label_body([("hook", hook), ("result", result)])
+        out.append(f"kpimon_notifications_total{{{body}}} {count}\n")
+    gauge(
+        "kpimon_notification_queue_length",
+        "Notifications waiting to be delivered, per hook.",
+        [({"hook": h}, float(q)) for h, q in sorted(n.queue.items())],
+    )
+    gauge(
+        "kpimon_notification_oldest_pending_age_seconds",
+        "Age of the oldest notification waiting for the hook (0 when none).",
+        [({"hook": h}, a) for h, a in sorted(n.oldest_age_s.items())],
+    )
+    name = "kpimon_notification_latency_seconds"
+    out.append(
+        f"# HELP {name} From the evaluation tick that caused a notification to its receiver's "
+        f"answer, for notifications delivered.\n# TYPE {name} histogram\n"
+    )
+    cumulative = 0
+    for bound, count in zip(n.latency_buckets, n.latency_counts, strict=False):
+        cumulative += count
+        out.append(f'{name}_bucket{{le="{_num(float(bound))}"}} {cumulative}\n')
+    out.append(f'{name}_bucket{{le="+Inf"}} {n.latency_count}\n')
+    out.append(f"{name}_sum {_num(n.latency_sum)}\n{name}_count {n.latency_count}\n")

@@ -336,8 +336,9 @@ def test_only_changed_rows_are_written_each_tick(tmp_path: Path) -> None:
     feed(e, T0 + 120, "x", **{**series, "s07": 80.0})
     rows_before = j._conn.total_changes
     e.tick(T0 + 120)
-    # one chunk of one record, the KPIs' scalars (x2), one transition, the heartbeat
-    assert j._conn.total_changes - rows_before == 1 + 2 + 1 + 1
+    # one chunk of one record, the KPIs' scalars (x2), one transition, the heartbeat, the
+    # run's latest tick (no status changed: nothing in the status log)
+    assert j._conn.total_changes - rows_before == 1 + 2 + 1 + 1 + 1
     assert chunks(j, "cpu") == [(1, 100), (0, 1)]
     assert not st.dirty.any()
     # Chunks pile up until they would hold more records than the KPI has series; then one
