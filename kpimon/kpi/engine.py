@@ -222,8 +222,12 @@ class Engine:
         self.ticks += 1
         plan = None
         if self.notifier is not None:
-            # Planned now, journaled in the same commit as the transitions that cause it.
-            plan = self.notifier.plan(t, out.notifying(), self.flap_events, self.kpis)
+            # Planned now, journaled in the same commit as the transitions that cause it. A
+            # planner bug must not cost the transitions their commit (nor the daemon its tick).
+            try:
+                plan = self.notifier.plan(t, out.notifying(), self.flap_events, self.kpis)
+            except Exception:
+                log.exception("planning the notifications of this tick failed")
         if self.journal is not None:
             # Commit before anything acts on the transitions; hand on only what is durable
             # (after a failed write, this tick's wait for the next one: nothing is lost).

@@ -189,7 +189,11 @@ class Notifications:
             else:
                 old.hook, old.policy = hook, policy
                 old.wake.set()
-        dropped = self.outbox.drop_hooks(new, self.clock.wall())
+        self._drop_unconfigured()
+
+    def _drop_unconfigured(self) -> None:
+        """Fail (and count as ``dropped``) the queued rows of hooks without a worker."""
+        dropped = self.outbox.drop_hooks(self._workers, self.clock.wall())
         for hook_name, n in dropped.items():
             self.results[(hook_name, "dropped")] += n
             log.warning(
@@ -204,9 +208,10 @@ class Notifications:
             self._start(w)
 
     def _start(self, w: _Worker) -> None:
-        if w.alertmanager:
-            w.next_resend = self.clock.wall() + self._resend_delay_s
+        if w.alertmanager:  # an in-process interval: monotonic time, immune to clock steps
+            w.next_resend = self.clock.monotonic() + self._resend_delay_s
         w.task = asyncio.create_task(self._run(w), name=f"notify:{w.hook.name}")
+        w.task.add_done_callback(_report_crash)
 
     async def stop(self) -> None:
         """Stop every worker at once. A send in flight is abandoned: its row stays pending
@@ -222,10 +227,15 @@ class Notifications:
             w.task = None
 
     def _wake(self, hooks: set[str]) -> None:
+        orphans = False
         for name in hooks:
             w = self._workers.get(name)
             if w is not None:
                 w.wake.set()
+            else:  # planned before a reload removed the hook, committed after it
+                orphans = True
+        if orphans:
+            self._drop_unconfigured()
 
     # -- metrics ------------------------------------------------------------------------
 
@@ -256,19 +266,26 @@ class Notifications:
         name = w.hook.name
         while True:
             w.wake.clear()
-            now = self.clock.wall()
+            now, mono = self.clock.wall(), self.clock.monotonic()
             rows = self.outbox.due(name, now, max(1, w.hook.max_batch))
             if rows:
                 await self._send(w, rows)
                 continue
-            if w.next_resend is not None and now >= w.next_resend:
-                if w.failing:  # its queued rows' retries find out when it is back
-                    w.next_resend = now + self._resend_delay_s
+            if w.next_resend is not None and mono >= w.next_resend:
+                # While rows are queued, their retries find out when it is back; with none
+                # left (delivered, failed or expired), re-sending is how it learns.
+                if w.failing and self.outbox.pending(name):
+                    w.next_resend = mono + self._resend_delay_s
                 else:
                     await self._resend(w, now)
                 continue
-            deadlines = [d for d in (self.outbox.next_due(name), w.next_resend) if d is not None]
-            await self._wait(w, min(deadlines) - now if deadlines else None)
+            waits = []
+            due = self.outbox.next_due(name)
+            if due is not None:
+                waits.append(due - now)
+            if w.next_resend is not None:
+                waits.append(w.next_resend - mono)
+            await self._wait(w, min(waits) if waits else None)
 
     async def _wait(self, w: _Worker, timeout_s: float | None) -> None:
         waiter = asyncio.ensure_future(w.wake.wait())
@@ -353,7 +370,7 @@ class Notifications:
 
     async def _resend(self, w: _Worker, now: float) -> None:
         """Re-send an Alertmanager its active alerts (best effort: the next round retries)."""
-        w.next_resend = now + self._resend_delay_s
+        w.next_resend = self.clock.monotonic() + self._resend_delay_s
         pending = self.outbox.pending_keys(w.hook.name)
         events = [e for key, e in self.planner.active(w.hook.name, now) if key not in pending]
         if not events:
@@ -375,3 +392,20 @@ class Notifications:
                 len(events),
                 result.reason,
             )
+
+
+def _report_crash(task: asyncio.Task[None]) -> None:
+    """A worker that ended other than by being stopped: say so loudly (its hook gets
+    nothing more until the next start or reload)."""
+    if task.cancelled():
+        return
+    exc = task.exception()
+    if exc is not None:
+        log.error(
+            "notification worker stopped by an internal error, its hook gets nothing until "
+            "kpimon is reloaded or restarted task=%s err=%s: %s",
+            task.get_name(),
+            type(exc).__name__,
+            exc,
+            exc_info=exc,
+        )

@@ -10,6 +10,7 @@ path is a credential, and every secret is scrubbed from text the receiver sent b
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import email.utils
 import json
@@ -53,11 +54,24 @@ def redact_url(url: str) -> str:
     return f"{parts.scheme}://{host}{port}"
 
 
+def _forms(secret: str) -> set[str]:
+    """``secret`` as a receiver may echo it: as is, JSON-escaped (``\\/``), and for a URL
+    its path and query, where the credential is ("Cannot POST /services/T0/B0/XXXX")."""
+    forms = {secret}
+    if "://" in secret:
+        with contextlib.suppress(ValueError):
+            parts = urlsplit(secret)
+            tail = parts.path + (f"?{parts.query}" if parts.query else "")
+            forms.update(f for f in (tail, parts.path, parts.query) if len(f) > 1)
+    return forms | {f.replace("/", "\\/") for f in forms}
+
+
 def scrub(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with every occurrence of each secret replaced by ``<secret>``."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "<secret>")
+    """``text`` with every occurrence of each secret (:func:`_forms`) replaced by
+    ``<secret>``, longest first."""
+    forms = {f for secret in secrets if secret for f in _forms(secret)}
+    for form in sorted(forms, key=len, reverse=True):
+        text = text.replace(form, "<secret>")
     return text
 
 
@@ -123,7 +137,8 @@ async def post(
                 # Only the start of the answer matters for the reason; a huge body is not read.
                 body = (await resp.content.read(_MAX_READ)).decode("utf-8", errors="replace")
                 retry_after = parse_retry_after(resp.headers.get("Retry-After"), now)
-                result = classify(resp.status, body, retry_after, label)
+                # Scrubbed before classify() cuts it: a secret across the cut would leak.
+                result = classify(resp.status, scrub(body, secrets), retry_after, label)
     except TimeoutError:
         return SendResult("retryable", f"{label}: timed out after {timeout_s:g}s")
     except aiohttp.InvalidURL:

@@ -76,6 +76,8 @@ class Outbox:
         self.records: list[tuple[str, str]] = []
         """The planner state read at :meth:`open` (key, JSON), for :meth:`Planner.load`."""
         self.write_failures_total = 0
+        self._unwritten: list[tuple[str, list[tuple[object, ...]]]] = []
+        """Acknowledgements whose journal write failed, written with the next one."""
 
     @classmethod
     def memory(cls) -> Outbox:
@@ -309,18 +311,25 @@ class Outbox:
         if self._conn is None or not params:
             return
         conn = self._conn
+        # Updates that failed before go first, in the same transaction: a row is never left
+        # pending on disk (sent again at the next start) while a later row of its alert, its
+        # resolve, is done.
+        batch = [*self._unwritten, (sql, params)]
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                conn.executemany(sql, params)
+                for text, rows in batch:
+                    conn.executemany(text, rows)
                 conn.execute("COMMIT")
+                self._unwritten = []
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
         except sqlite3.Error as exc:
-            # The rows stay pending on disk: after a restart they are sent again (same dedup
-            # key); in this run they are done.
+            # The rows stay pending on disk until a later update succeeds: after a restart
+            # before that they are sent again (same dedup key); in this run they are done.
+            self._unwritten = batch
             self.write_failures_total += 1
             log.error(
                 "acknowledging notifications in the journal failed rows=%d err=%s", len(params), exc

@@ -308,7 +308,7 @@ class Planner:
         touched: dict[str, None] = {}  # ordered set
         if kpis is not self._kpis_seen:
             self._kpis_seen = kpis
-            self._gone_kpis(t, kpis, touched)
+            self._gone_kpis(t, kpis, touched, out, changed)
         for name, ev in flap_events:
             if ev.flapping:
                 self._flap_start(t, name, ev, kpis, out, changed)
@@ -329,18 +329,33 @@ class Planner:
         return Plan(t, tuple(out), tuple(changed.items()))
 
     def _gone_kpis(
-        self, t: float, kpis: Mapping[str, KpiRuntime], touched: dict[str, None]
+        self,
+        t: float,
+        kpis: Mapping[str, KpiRuntime],
+        touched: dict[str, None],
+        out: list[Notification],
+        changed: dict[str, str | None],
     ) -> None:
         """Resolve the firing alerts of KPIs removed or redefined (by a reload, or while
-        kpimon was down): their state is gone, no resolve transition will ever come."""
+        kpimon was down): their state is gone, no resolve transition will ever come. A
+        flapping notice is settled (its incident is closed by nothing else)."""
         for a in list(self._alerts.values()):
             rt = kpis.get(a.kpi)
             if rt is not None and rt.fingerprint == a.fingerprint:
                 continue
             if a.notice:
                 self._flapping.pop((a.kpi, a.series), None)
+                summary = f"KPI {a.kpi} was removed or changed: its flapping state was dropped"
+                settled = dataclasses.replace(
+                    a.event, status="resolved", resolved_at=t, annotations=(("summary", summary),)
+                )
+                out.extend(
+                    Notification(hook=h, key=a.key, kind="settled", event=settled, created_at=t)
+                    for h in a.told
+                    if h in self._names
+                )
                 self._forget(a)
-                self._pending_records[a.key] = None
+                changed[a.key] = None
                 continue
             if a.event.status == "firing":
                 summary = (
@@ -416,6 +431,9 @@ class Planner:
                     external_labels=self._external_labels,
                     external_url=self._external_url,
                 )
+                # The alert the receivers were told fires, even if a reload changed
+                # external_labels since (its identity: Alertmanager labels, fingerprint).
+                event = dataclasses.replace(event, labels=a.event.labels)
             else:
                 event = dataclasses.replace(a.event, status="resolved", resolved_at=tr.t)
             a.event, a.dirty = event, True
@@ -469,7 +487,12 @@ class Planner:
         )
         key = flapping_key(name, ev.labels)
         a = _Alert(key, name, rt.fingerprint, FLAPPING_LEVEL, ev.labels, event, notice=True)
+        # A silence mutes the notice too (and then the "settled" one: nobody was told).
+        silenced = self.silences is not None and self.silences.silenced(event.labels, t)
         for hook in route(base.labels, self._hooks):
+            if silenced:
+                self.suppressed_total[hook.name] += 1
+                continue
             a.told[hook.name] = Told("firing", t)
             out.append(
                 Notification(hook=hook.name, key=key, kind="flapping", event=event, created_at=t)

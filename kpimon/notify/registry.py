@@ -8,8 +8,10 @@ of an ``alerting:`` config (one per Alertmanager target, one per hook) around on
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Final, Protocol
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -69,12 +71,18 @@ def build_hooks(
 ) -> list[Hook]:
     """Every sender of ``alerting``: Alertmanager targets first, then hooks in file order."""
     hooks: list[Hook] = []
-    for am in alerting.alertmanagers:
-        hooks.extend(
-            AlertmanagerHook.from_config(
-                am, session, clock=clock, evaluation_interval_s=evaluation_interval_s
-            )
+    ams = [
+        hook
+        for am in alerting.alertmanagers
+        for hook in AlertmanagerHook.from_config(
+            am, session, clock=clock, evaluation_interval_s=evaluation_interval_s
         )
+    ]
+    shared = Counter(hook.name for hook in ams)
+    for hook in ams:
+        if shared[hook.name] > 1:  # one host:port, several path prefixes: a worker each
+            hook.name += urlsplit(hook.url).path.removesuffix("/api/v2/alerts").rstrip("/")
+    hooks.extend(ams)
     for config in alerting.hooks:
         hooks.append(
             HOOK_TYPES[config.kind](config, session, clock=clock, external_url=external_url)

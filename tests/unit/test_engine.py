@@ -169,3 +169,32 @@ kpis:
         feed(e, float(t), a=1.0)
     e.tick(600.0)
     assert e.kpis["steps"].state.value.tolist() == [steps]
+
+
+class BrokenPlanner:
+    """A notifier with a bug: planning raises."""
+
+    def plan(self, t, transitions, flap_events, kpis):  # type: ignore[no-untyped-def]
+        raise RuntimeError("planner bug")
+
+    def committed(self, items):  # type: ignore[no-untyped-def]
+        raise AssertionError("nothing was planned")
+
+    def rolled_back(self) -> None:
+        raise AssertionError("nothing was planned")
+
+
+def test_a_planner_bug_does_not_cost_the_transitions_their_commit(tmp_path, caplog):  # type: ignore[no-untyped-def]
+    from kpimon.journal import Journal
+
+    rules = "kpis:\n  - {name: k, owner: team, expr: x, levels: {warning: {above: 1}}}\n"
+    e = engine(tmp_path, rules)
+    with Journal.open(tmp_path / "data") as journal:
+        e.journal = journal
+        e.notifier = BrokenPlanner()
+        feed(e, 0.0, a=2.0)
+        with caplog.at_level(logging.ERROR, logger="kpimon.engine"):
+            out = e.tick(0.0)
+        assert [(name, tr.level) for name, tr in out] == [("k", "warning")]
+        assert [r.kpi for r in journal.transitions()] == ["k"]
+    assert "planning the notifications of this tick failed" in caplog.text

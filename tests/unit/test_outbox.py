@@ -309,3 +309,29 @@ def test_an_unreadable_outbox_row_is_reported(tmp_path: Path) -> None:
         )
         with pytest.raises(ValueError, match="not an alert event"):
             Outbox.open(j)
+
+
+async def test_rows_planned_before_a_reload_removed_their_hook_are_dropped_when_committed(
+    tmp_path: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Planned while commits fail, committed after a reload removed the hook: the rows have
+    no worker, so they are failed and counted as dropped, not left pending unseen."""
+    caplog.set_level(logging.WARNING, logger="kpimon.notify")
+    chat, ticket = ScriptedHook("chat"), ScriptedHook("ticket")
+    r = await rig(tmp_path, clock, [chat, ticket])
+    assert r.journal is not None
+    conn = r.journal.connection
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    conn.execute(f"PRAGMA max_page_count = {pages}")  # the disk is full: the plan waits
+    await r.tick(a=50, **{f"pad{i}" * 30: 1.0 for i in range(100)})
+    assert r.table() == []
+    r.n.update([ticket], {})  # a reload removes chat
+    conn.execute("PRAGMA max_page_count = 1000000")
+    await clock.advance(60)
+    await r.tick(a=50)
+    rows = {h: s for _, h, _, s, _ in r.table()}
+    assert rows == {"chat": "failed", "ticket": "delivered"}
+    assert r.n.counters()[("chat", "dropped")] == 1
+    assert r.n.queue_length("chat") == 0
+    assert chat.batches == []
+    await r.close()
