@@ -257,6 +257,11 @@ class Daemon:
             self._engine.interval_s = cfg.global_config.evaluation_interval_s
             if self.notifications is not None:
                 self._configure_notifications(self.notifications, self._hooks(self.session))
+            running = self.manager.sources()
+            for source in sources:  # a probe redone for other wanted names keeps its window
+                old = running.get(source.id)
+                if isinstance(source, ProbeSource) and isinstance(old, ProbeSource):
+                    source.keep_window_of(old)
             await self.manager.update(sources)
             self._probe_restore = True  # a new or redefined probe may have a saved window
             self.reload_ok = True

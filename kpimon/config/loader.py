@@ -17,12 +17,14 @@ from collections.abc import Iterable
 from typing import Final
 
 from kpimon.config.daemon import RulePattern, parse_config
+from kpimon.config.durations import format_duration
 from kpimon.config.fields import Problems
 from kpimon.config.models import DEFAULT_SCRAPE_INTERVAL_S, DaemonConfig, HostConfig, Kpi
 from kpimon.config.rules import parse_rules_node
 from kpimon.config.slos import RuleExtras
 from kpimon.config.yamlload import load_yaml
 from kpimon.errors import ConfigError, Position, Problem
+from kpimon.slo.model import LEDGER_STEP_S
 
 _GLOB_MAGIC = re.compile(r"[*?\[]")
 EMBEDDED_RULES: Final = "rules/host.yaml"
@@ -54,6 +56,7 @@ def build_config(text: str, file: str) -> DaemonConfig:
     paths = resolve_rule_files(file, patterns, problems)
     extras = RuleExtras()
     kpis = load_rule_paths(paths, problems, extras)
+    _check_slo_interval(config.global_config.evaluation_interval_s, extras, problems)
     if problems.items:
         raise ConfigError(problems.items)
     return dataclasses.replace(
@@ -63,6 +66,22 @@ def build_config(text: str, file: str) -> DaemonConfig:
         slos=tuple(extras.slos),
         services=tuple(extras.services),
     )
+
+
+def _check_slo_interval(interval_s: float, extras: RuleExtras, problems: Problems) -> None:
+    """An SLO's ledger counts 5-minute buckets, one ``increase`` per bucket at the first tick
+    in it: an evaluation interval that does not divide 5 minutes would skip or double-count
+    stretches of events, so it is refused (docs/slo.md)."""
+    ratio = LEDGER_STEP_S / interval_s
+    if ratio >= 1 and abs(ratio - round(ratio)) < 1e-9:
+        return
+    for slo in extras.slos:
+        problems.add(
+            slo.position,
+            "slos",
+            f'SLO "{slo.name}" needs global.evaluation_interval to divide 5m (its error budget '
+            f"is counted in 5-minute buckets), got {format_duration(interval_s)}",
+        )
 
 
 def load_config(path: str | None) -> DaemonConfig:

@@ -203,10 +203,12 @@ def build_report(
     covered_s = length(covered)
 
     changes: dict[str, dict[Labels, list[tuple[float, int]]]] = defaultdict(dict)
+    gone_at: dict[str, list[float]] = defaultdict(list)
     for ch in statuses:
         if ch.t >= p1:
             continue
         if ch.status == STATUS_KPI_GONE:  # removed or redefined: every series so far is gone
+            gone_at[ch.kpi].append(ch.t)
             for seen in changes[ch.kpi].values():
                 seen.append((ch.t, STATUS_GONE))
         else:
@@ -230,6 +232,13 @@ def build_report(
                 Point(tr.t, tr.labels, tr.level, tr.to_phase, tr.value, tr.threshold)
             )
 
+    # A KPI removed or redefined starts afresh without a transition to inactive: its open
+    # breaches end there (a new definition that still breaches fires a breach of its own).
+    for kpi, times in gone_at.items():
+        for found in breaches.get(kpi, {}).values():
+            for br in found:
+                if br.end is None:
+                    br.end = next((g for g in sorted(times) if g > br.start), None)
     names = sorted(set(infos) | set(changes) | set(breaches))
     kpis: list[KpiStats] = []
     for name in names:

@@ -168,7 +168,8 @@ def render_markdown(report: Report) -> str:
                 ]
                 for s in k.series:
                     secs = dict(s.status_s)
-                    name = format_labels(s.labels) if s.labels else "{}"
+                    # A | in a label value would end the cell (even inside the code span).
+                    name = (format_labels(s.labels) if s.labels else "{}").replace("|", "\\|")
                     out.append(
                         f"| `{name}` | {pct(s.availability)} | "
                         + " | ".join(dur(secs[st]) for st in STATUS_ORDER)

@@ -61,8 +61,11 @@ def read_ledgers(conn: sqlite3.Connection, slos: Sequence[Slo]) -> dict[str, byt
 
 def slo_stats(slos: Sequence[Slo], ledgers: Mapping[str, bytes], period: Period) -> list[SloStats]:
     """Every SLO's numbers over ``period`` (a bucket counts when it ends inside the period)."""
-    first = math.ceil(period.start / LEDGER_STEP_S)
-    last = math.floor(period.end / LEDGER_STEP_S)  # bucket b ends at b × step
+    # Bucket b holds the events of ((b − 1) × step, b × step] (recorded at its first tick as
+    # the increase over the step before it): it counts when (start, end] holds its end. The
+    # bucket ending at the start holds time before the period (counted by the period before).
+    first = math.floor(period.start / LEDGER_STEP_S) + 1
+    last = math.floor(period.end / LEDGER_STEP_S)
     expected = max(0, last - first + 1)
     out = []
     for slo in slos:
@@ -78,7 +81,7 @@ def slo_stats(slos: Sequence[Slo], ledgers: Mapping[str, bytes], period: Period)
             continue
         bad = float(rec["bad"][inside].sum())
         total = float(rec["total"][inside].sum())
-        allowed = (1.0 - slo.objective / 100.0) * total
+        allowed = slo.budget * total  # (1 − 99.9 / 100 is 0.0010000000000000009)
         coverage = held / expected if expected else 0.0
         out.append(
             SloStats(

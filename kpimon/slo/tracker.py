@@ -51,7 +51,8 @@ class SloReading:
 
     slo: Slo
     windows: tuple[WindowReading, ...]
-    """One per alert window with data, shortest first, then the SLO window (from the ledger)."""
+    """One per alert window with data, shortest first, then the SLO window (from the ledger;
+    not when an alert window is the SLO window: that one, from raw samples, is exported)."""
     budget_remaining: float | None
     """1 − burn rate over the SLO window (negative once overspent); None before any bucket."""
     coverage: float
@@ -291,7 +292,8 @@ class SloTracker:
         bad, total, coverage = ledger.sums(t)
         if coverage > 0:
             window = reading(slo.window_s, bad, total, slo.budget)
-            out.append(window)
+            if all(w != slo.window_s for w, _ in tr.windows):  # else one series: the raw one
+                out.append(window)
             budget_remaining = 1.0 - window.burn_rate
         tr.reading = SloReading(
             slo=slo, windows=tuple(out), budget_remaining=budget_remaining, coverage=coverage

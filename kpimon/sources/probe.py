@@ -472,6 +472,12 @@ class ProbeSource:
         """
         self._window.merge(data)
 
+    def keep_window_of(self, running: ProbeSource) -> None:
+        """Take over the 30-day window of ``running``, the probe this one replaces at a
+        reload, when the definition is the same (only the wanted metric names changed)."""
+        if running._config == self._config:
+            self._window = running._window
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ProbeSource):
             return NotImplemented
