@@ -128,7 +128,7 @@ class Daemon:
         self.cfg = cfg
         self.opts = opts
         self.clock = clock
-        self.slo_tracker = SloTracker(cfg.slos)
+        self.slo_tracker = SloTracker(cfg.slos, probe_delay_s=_probe_delay(cfg))
         """The kpimon_slo_* numbers, brought up to date after each tick (docs/slo.md)."""
         self.tiers = Tiers(
             self._tier_plan(cfg),
@@ -246,7 +246,7 @@ class Daemon:
             self.cfg = cfg
             self.silences.set_config(cfg.alerting.silences)  # API silences stay
             self._engine.reload(cfg.kpis)
-            self.slo_tracker.reload(cfg.slos)
+            self.slo_tracker.reload(cfg.slos, probe_delay_s=_probe_delay(cfg))
             if self.journal is not None:
                 self._restore_ledgers(self.journal)  # an SLO back in the config
             self.tiers.reconfigure(
@@ -553,6 +553,12 @@ def _intervals(cfg: DaemonConfig) -> list[float]:
 
 def _min_interval(cfg: DaemonConfig) -> float:
     return min(_intervals(cfg))
+
+
+def _probe_delay(cfg: DaemonConfig) -> float:
+    """How long after its start a probe's result may reach the store: the longest probe
+    timeout and a second for the scrape loop (0 without probes)."""
+    return max((p.timeout_s + 1.0 for p in cfg.probes), default=0.0)
 
 
 def _max_interval(cfg: DaemonConfig) -> float:

@@ -48,11 +48,13 @@ def fill(template: str, window: str) -> str:
     return WINDOW_PLACEHOLDER.sub(window, template)
 
 
-def events(sli: Sli, window: str) -> EventExprs:
-    """Bad and total events of ``sli`` over ``window`` (a PromQL duration)."""
+def events(sli: Sli, window: str, probe_offset: str = "") -> EventExprs:
+    """Bad and total events of ``sli`` over ``window`` (a PromQL duration); a probe SLI's
+    window ends ``probe_offset`` (a PromQL duration, "" for none) before the evaluation."""
     if sli.kind == "probe":
-        good = f"sum(sum_over_time({sli.query}[{window}]))"
-        total = f"sum(count_over_time({sli.query}[{window}]))"
+        off = f" offset {probe_offset}" if probe_offset else ""
+        good = f"sum(sum_over_time({sli.query}[{window}]{off}))"
+        total = f"sum(count_over_time({sli.query}[{window}]{off}))"
         return EventExprs(bad=f"{total} - {good}", total=total)
     total = f"({fill(sli.total_query, window)})"
     query = _or_zero(fill(sli.query, window), total)

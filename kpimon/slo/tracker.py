@@ -77,8 +77,8 @@ class _EventPair:
     total: CompiledExpr
 
 
-def _pair(slo: Slo, window: str) -> _EventPair:
-    ev = events(slo.sli, window)
+def _pair(slo: Slo, window: str, probe_offset: str = "") -> _EventPair:
+    ev = events(slo.sli, window, probe_offset)
     return _EventPair(bad=compile_expr(ev.bad), total=compile_expr(ev.total))
 
 
@@ -191,12 +191,20 @@ def ledger_fingerprint(slo: Slo) -> str:
 class SloTracker:
     """Keeps each SLO's :class:`SloReading` up to date (call :meth:`update` after each tick)."""
 
-    def __init__(self, slos: Sequence[Slo]) -> None:
+    def __init__(self, slos: Sequence[Slo], *, probe_delay_s: float = 0.0) -> None:
         self._tracked: dict[str, _Tracked] = {}
+        self.probe_delay_s = probe_delay_s
+        """How long after its start a probe result may reach the store (the longest probe
+        timeout, and a margin): a probe SLI's ledger bucket ends this long before the tick
+        that records it, so that a slow probe (a time-out: a failure) that straddles the tick
+        is counted in the next bucket instead of in none."""
         self.reload(slos)
 
-    def reload(self, slos: Sequence[Slo]) -> None:
+    def reload(self, slos: Sequence[Slo], *, probe_delay_s: float | None = None) -> None:
         """Swap in new SLOs; an SLO whose name, SLI and window are unchanged keeps its ledger."""
+        if probe_delay_s is not None:
+            self.probe_delay_s = probe_delay_s
+        delay = window_text(self.probe_delay_s) if self.probe_delay_s > 0 else ""
         old = self._tracked
         new: dict[str, _Tracked] = {}
         for slo in slos:
@@ -205,7 +213,7 @@ class SloTracker:
             tracked = _Tracked(
                 slo=slo,
                 windows=[(w, _pair(slo, window_text(w))) for w in windows],
-                ledger_pair=_pair(slo, window_text(_bucket_range(slo))),
+                ledger_pair=_pair(slo, window_text(_bucket_range(slo)), delay),
                 ledger=Ledger(window_s=slo.window_s),
             )
             if prev is not None and _key(prev.slo) == _key(slo):

@@ -31,7 +31,7 @@ from kpimon.report.period import Period
 from kpimon.report.slos import slo_stats
 from kpimon.slo.metrics import render_families
 from kpimon.slo.model import LEDGER_STEP_S
-from kpimon.slo.tracker import Ledger
+from kpimon.slo.tracker import Ledger, SloTracker
 from kpimon.sources.probe import ProbeSource
 from kpimon.store import Store
 from kpimon.store.tiers import Tiers, plan
@@ -340,32 +340,37 @@ slos:
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "a probe's result is stamped with its start time but reaches the store when it ends; "
-        "the ledger counts a bucket once, at its first tick, over the 5 minutes before it, so "
-        "a result started before that tick and finished after it is in no bucket. Slow probes "
-        "(time-outs: the failures) are the ones lost: the 30-day error ratio is biased low. "
-        "Fix: record each bucket over a window that ends the longest probe timeout (or scrape "
-        "interval) before the tick"
-    ),
-)
 def test_a_probe_result_that_straddles_a_bucket_tick_is_counted(tmp_path: Path) -> None:
+    """A probe's result is stamped with its start but reaches the store when it ends; a slow
+    one (a time-out: a failure) can straddle the tick that records a ledger bucket. With the
+    tracker's probe delay (the longest timeout and a margin) each bucket ends that long
+    before its tick, so every result is counted exactly once, one bucket later at most."""
     rig = Rig(tmp_path, PROBE_SLO)
+    rig.tracker = SloTracker(rig.cfg.slos, probe_delay_s=11.0)
     labels = (("instance", "http://x/"), ("job", "probe"), ("probe", "web"))
     # A failing probe every 30 s, each timing out after 10 s: started at T0 + 30k + 22.
     starts = [T0 + 30 * k + 22 for k in range(120)]
     pending = list(starts)
-    for j in range(241):
+    for j in range(241 + 40):  # an hour, then 10 minutes for the last buckets to be recorded
         tick = T0 + STEP * j
         while pending and pending[0] + 10 <= tick:  # results arrive when the probe ends
             s = pending.pop(0)
             rig.store.ingest("probe/web", labels, [b"probe_success"], np.array([0.0]), s)
         rig.tracker.update(tick, rig.store, interval_s=STEP)
-    bad, total, _ = rig.tracker._tracked["web"].ledger.sums(T0 + H)
-    assert total == 120  # every probe started in (T0, T0 + 1h]
+    bad, total, _ = rig.tracker._tracked["web"].ledger.sums(T0 + H + 600)
+    assert total == 120  # every probe, once
     assert bad == 120
+    # Without the delay the straddling ones are lost (the defect this guards against).
+    rig.tracker = SloTracker(rig.cfg.slos)
+    rig.store = Store(retention_s=rig.cfg.retention_s(), min_interval_s=STEP)
+    pending = list(starts)
+    for j in range(241 + 40):
+        tick = T0 + STEP * j
+        while pending and pending[0] + 10 <= tick:
+            s = pending.pop(0)
+            rig.store.ingest("probe/web", labels, [b"probe_success"], np.array([0.0]), s)
+        rig.tracker.update(tick, rig.store, interval_s=STEP)
+    assert rig.tracker._tracked["web"].ledger.sums(T0 + H + 600)[1] < 120
 
 
 # --- report markdown: label values with a pipe (kpimon/report/render.py) ------------------
