@@ -16,6 +16,16 @@ def plain_number(x: float) -> str:
     return repr(x)
 
 
+def exposition_number(v: float) -> str:
+    """A sample value as the Prometheus text format writes it: ``NaN``, ``+Inf``, ``-Inf``,
+    else Python's shortest round-trip ``repr``."""
+    if math.isnan(v):
+        return "NaN"
+    if math.isinf(v):
+        return "+Inf" if v > 0 else "-Inf"
+    return repr(v)
+
+
 def json_number(x: float | None) -> float | str | None:
     """Numbers JSON can carry; NaN and infinities as the Prometheus HTTP API spells them."""
     if x is None or math.isfinite(x):

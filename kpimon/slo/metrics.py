@@ -6,21 +6,13 @@ Called by :mod:`kpimon.web.render` with the SLO readings of the last tick
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 
 from kpimon.config.durations import format_duration
 from kpimon.labels import escape_value
 from kpimon.slo.health import ServiceHealth
 from kpimon.slo.tracker import SloReading
-
-
-def _num(v: float) -> str:
-    if math.isnan(v):
-        return "NaN"
-    if math.isinf(v):
-        return "+Inf" if v > 0 else "-Inf"
-    return repr(v)
+from kpimon.textfmt import exposition_number
 
 
 def _body(pairs: Iterable[tuple[str, str]]) -> str:
@@ -62,7 +54,7 @@ def _slo_families(slos: Sequence[SloReading], out: list[str]) -> None:
     for r in slos:
         out.append(
             f"kpimon_slo_objective_ratio{{{_body([('slo', r.slo.name)])}}} "
-            f"{_num(r.slo.objective_ratio)}\n"
+            f"{exposition_number(r.slo.objective_ratio)}\n"
         )
     _family(
         out,
@@ -73,7 +65,7 @@ def _slo_families(slos: Sequence[SloReading], out: list[str]) -> None:
     for r in slos:
         for w in r.windows:
             body = _body([("slo", r.slo.name), ("window", format_duration(w.window_s))])
-            out.append(f"kpimon_slo_sli_ratio{{{body}}} {_num(w.sli)}\n")
+            out.append(f"kpimon_slo_sli_ratio{{{body}}} {exposition_number(w.sli)}\n")
     _family(
         out,
         "kpimon_slo_burn_rate",
@@ -83,7 +75,7 @@ def _slo_families(slos: Sequence[SloReading], out: list[str]) -> None:
     for r in slos:
         for w in r.windows:
             body = _body([("slo", r.slo.name), ("window", format_duration(w.window_s))])
-            out.append(f"kpimon_slo_burn_rate{{{body}}} {_num(w.burn_rate)}\n")
+            out.append(f"kpimon_slo_burn_rate{{{body}}} {exposition_number(w.burn_rate)}\n")
     _family(
         out,
         "kpimon_slo_error_budget_remaining_ratio",
@@ -94,7 +86,7 @@ def _slo_families(slos: Sequence[SloReading], out: list[str]) -> None:
         if r.budget_remaining is not None:
             out.append(
                 f"kpimon_slo_error_budget_remaining_ratio{{{_body([('slo', r.slo.name)])}}} "
-                f"{_num(r.budget_remaining)}\n"
+                f"{exposition_number(r.budget_remaining)}\n"
             )
     _family(
         out,
@@ -105,7 +97,7 @@ def _slo_families(slos: Sequence[SloReading], out: list[str]) -> None:
     for r in slos:
         out.append(
             f"kpimon_slo_window_coverage_ratio{{{_body([('slo', r.slo.name)])}}} "
-            f"{_num(r.coverage)}\n"
+            f"{exposition_number(r.coverage)}\n"
         )
 
 
@@ -123,7 +115,7 @@ def _service_families(services: Sequence[ServiceHealth], out: list[str]) -> None
     )
     for h in services:
         body = _body([("service", h.service.name)])
-        out.append(f"kpimon_service_health_score{{{body}}} {_num(h.score)}\n")
+        out.append(f"kpimon_service_health_score{{{body}}} {exposition_number(h.score)}\n")
     _family(
         out,
         "kpimon_service_status",

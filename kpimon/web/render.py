@@ -10,7 +10,6 @@ Pure: takes a :class:`MetricsView` snapshot, returns bytes. No I/O.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from kpimon.labels import Labels, escape_value
 from kpimon.slo.health import ServiceHealth
 from kpimon.slo.metrics import render_families as slo_families
 from kpimon.slo.tracker import SloReading
+from kpimon.textfmt import exposition_number
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -98,18 +98,10 @@ def _help_esc(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n")
 
 
-def _num(v: float) -> str:
-    if math.isnan(v):
-        return "NaN"
-    if math.isinf(v):
-        return "+Inf" if v > 0 else "-Inf"
-    return repr(v)
-
-
 def _nums(a: np.ndarray) -> list[str]:
     out = [repr(v) for v in a.tolist()]
     if not np.isfinite(a).all():
-        out = [_num(v) for v in a.tolist()]
+        out = [exposition_number(v) for v in a.tolist()]
     return out
 
 
@@ -217,7 +209,7 @@ class Renderer:
             # The threshold in force at the last tick: a level's schedule may change it.
             for lv, (threshold, _clear) in zip(rt.rule.levels, rt.state.thresholds, strict=True):
                 body = label_body([("kpi", rt.kpi.name), ("level", lv.name)])
-                out.append(f"kpimon_kpi_threshold{{{body}}} {_num(threshold)}\n")
+                out.append(f"kpimon_kpi_threshold{{{body}}} {exposition_number(threshold)}\n")
 
         family(
             "kpimon_kpi_target", "gauge", "The KPI's objective (the value it should stay within)."
@@ -225,7 +217,9 @@ class Renderer:
         for rt in view.kpis:
             if rt.kpi.target is not None:
                 body = label_body([("kpi", rt.kpi.name)])
-                out.append(f"kpimon_kpi_target{{{body}}} {_num(rt.kpi.target.value)}\n")
+                out.append(
+                    f"kpimon_kpi_target{{{body}}} {exposition_number(rt.kpi.target.value)}\n"
+                )
 
         family(
             "kpimon_kpi_value", "gauge", "Latest value of each KPI series (absent while no data)."
@@ -321,7 +315,11 @@ class Renderer:
             out.append(f"# HELP {name} {_help_esc(doc)}\n# TYPE {name} gauge\n")
             for labels, v in samples:
                 body = label_body(sorted(labels.items()))
-                out.append(f"{name}{{{body}}} {_num(v)}\n" if body else f"{name} {_num(v)}\n")
+                out.append(
+                    f"{name}{{{body}}} {exposition_number(v)}\n"
+                    if body
+                    else f"{name} {exposition_number(v)}\n"
+                )
 
         def tl(t: TargetView) -> dict[str, str]:
             return {"job": t.job, "instance": t.instance}
@@ -446,6 +444,6 @@ def _notification_families(
     cumulative = 0
     for bound, count in zip(n.latency_buckets, n.latency_counts, strict=False):
         cumulative += count
-        out.append(f'{name}_bucket{{le="{_num(float(bound))}"}} {cumulative}\n')
+        out.append(f'{name}_bucket{{le="{exposition_number(float(bound))}"}} {cumulative}\n')
     out.append(f'{name}_bucket{{le="+Inf"}} {n.latency_count}\n')
-    out.append(f"{name}_sum {_num(n.latency_sum)}\n{name}_count {n.latency_count}\n")
+    out.append(f"{name}_sum {exposition_number(n.latency_sum)}\n{name}_count {n.latency_count}\n")

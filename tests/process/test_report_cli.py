@@ -3,27 +3,14 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from kpimon.journal import Journal
+from tests.helpers.cli import REPO, kpimon
 
-REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "tests" / "data" / "report"
-
-
-def kpimon(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "kpimon", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 @pytest.fixture(scope="module")
