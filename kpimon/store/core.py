@@ -5,7 +5,8 @@ See the package docstring (:mod:`kpimon.store`) for the layout. Pure: no I/O, ne
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -13,10 +14,12 @@ from kpimon.labels import Labels, decode_key
 from kpimon.store import batch
 from kpimon.store.layout import (
     ABSENT,
+    ABSENT_BITS,
     F64,
     FLOAT64,
     I64,
     NO_TIME,
+    STALE_BITS,
     STALE_NAN,
     Scrape,
     StoreView,
@@ -28,6 +31,31 @@ from kpimon.store.targets import Target, attach_target_labels, forget_index, met
 
 _GC_PERIOD_MS = 60_000
 _GROWTH_MIN = 64
+
+
+@dataclass(frozen=True, slots=True)
+class TargetHistory:
+    """One target's rows (:meth:`Store.history`): ``values[i, j]`` is key ``j`` at
+    ``times_ms[i]``, with the store's markers (:data:`ABSENT`, :data:`STALE_NAN`)."""
+
+    name: str
+    labels: Labels
+    keys: list[bytes]
+    times_ms: I64
+    values: F64
+
+
+def replay(histories: Iterable[TargetHistory], into: Store) -> None:
+    """Ingest ``histories`` row by row into ``into``, as the original scrapes were: a series
+    with no sample (or a staleness marker) in a row is left out of that row's scrape, so the
+    store writes the same markers itself."""
+    for h in histories:
+        bits = h.values.view(np.int64)
+        real = (bits != ABSENT_BITS) & (bits != STALE_BITS)
+        for i, t_ms in enumerate(h.times_ms.tolist()):
+            take = np.flatnonzero(real[i])
+            keys = [h.keys[j] for j in take.tolist()]
+            into.ingest(h.name, h.labels, keys, h.values[i, take], t_ms / 1000)
 
 
 class Store:
@@ -87,6 +115,33 @@ class Store:
     def generation(self) -> int:
         """Changes whenever a series is added or removed anywhere in the store."""
         return self._generation
+
+    def history(self, names: frozenset[str] | None) -> Iterator[TargetHistory]:
+        """Every live target's rows, oldest first, restricted to the series whose metric name
+        is in ``names`` (None: all): what replaying them into another store through
+        :func:`replay` needs to give it the same samples (a fresh store of metrics that
+        became long-range at a reload: :mod:`kpimon.store.tiers`)."""
+        cap = self._cap
+        for tg in self._targets.values():
+            col_key = {c: k for k, c in tg.key_to_col.items() if c in tg.members}
+            chosen = [
+                (k, c)
+                for c, k in sorted(col_key.items())
+                if names is None or metric_name(self._labels[c] or ()) in names
+            ]
+            if not chosen:
+                continue
+            written = int(self._rows_written[tg.slot])
+            n = min(written, cap)
+            rows = (written - n + np.arange(n)) % cap
+            cols = np.array([c for _, c in chosen], dtype=np.int64)
+            yield TargetHistory(
+                name=tg.name,
+                labels=tg.labels,
+                keys=[k for k, _ in chosen],
+                times_ms=self._row_times[tg.slot, rows].copy(),
+                values=self._values[rows[:, None], cols[None, :]],
+            )
 
     def has_target(self, name: str) -> bool:
         """Whether ``name`` has been ingested (and not dropped)."""

@@ -26,7 +26,7 @@ from typing import Final
 
 from kpimon.labels import decode_key
 from kpimon.promql import CompiledExpr
-from kpimon.store.core import Store
+from kpimon.store.core import Store, replay
 
 LONG_RANGE_S: Final = 3600.0
 """Expressions reading ranges longer than this (1h) read the long store."""
@@ -89,18 +89,25 @@ class Tiers:
         self.reconfigure(tiers, padding_s=padding_s, min_interval_s=min_interval_s)
 
     def reconfigure(self, tiers: TierPlan, *, padding_s: float, min_interval_s: float) -> None:
-        """Apply a new plan (config reload): stores keep their newest samples; a new long store
-        starts empty (its expressions see history only from now on); a long store no longer
-        needed is dropped."""
+        """Apply a new plan (config reload): stores keep their newest samples; metrics that
+        become long-range (a new long store, or new names in it) start with the history the
+        main store has of them, as one store holding everything would have; a long store no
+        longer needed is dropped."""
         self.main.reconfigure(tiers.main_range_s + padding_s, min_interval_s)
+        before = None if self.long is None else self.plan.long_names
         if tiers.long_range_s is None:
             self.long = None
         elif self.long is None:
             self.long = Store(
                 retention_s=tiers.long_range_s + padding_s, min_interval_s=min_interval_s
             )
+            before = frozenset()
         else:
             self.long.reconfigure(tiers.long_range_s + padding_s, min_interval_s)
+        if self.long is not None and before is not None:
+            new = None if tiers.long_names is None else tiers.long_names - before
+            if new is None or new:
+                replay(self.main.history(new), self.long)
         if tiers.long_names != self.plan.long_names:
             self._keep.clear()
         self.plan = tiers

@@ -272,15 +272,6 @@ LONG = compile_expr("avg_over_time(probe_success[6h])")
 PAD = 300.0 + 15.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "a reload that adds the first long-range KPI creates an empty long store, while one "
-        "store would keep the history it had (the main store's newest samples): the long "
-        "expression answers over the samples since the reload. Fix: seed a new long store (or "
-        "new long names) from the main store's rows of those metric names on reconfigure"
-    ),
-)
 def test_a_reload_adding_a_long_kpi_answers_as_one_store_would() -> None:
     tiers = Tiers(plan([SHORT]), padding_s=PAD, min_interval_s=15.0)
     one = Store(retention_s=plan([SHORT]).main_range_s + PAD, min_interval_s=15.0)

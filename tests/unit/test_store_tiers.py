@@ -11,6 +11,7 @@ from kpimon.labels import format_key
 from kpimon.promql import compile_expr
 from kpimon.promql.evaluate import Vector, evaluate
 from kpimon.store import Store
+from kpimon.store.core import replay
 from kpimon.store.tiers import LONG_RANGE_S, Tiers, plan
 
 PADDING_S = 300.0 + 15.0
@@ -114,3 +115,37 @@ def test_a_reload_adds_and_drops_the_long_store() -> None:
     tiers.reconfigure(plan([SHORT]), padding_s=PADDING_S, min_interval_s=15.0)
     assert tiers.long is None
     assert tiers.for_expr(LONG) is tiers.main
+
+
+def test_replaying_a_store_s_history_gives_the_same_answers() -> None:
+    """Store.history + replay (how a reload seeds a new long store): samples, vanished series,
+    a failed scrape's staleness markers and a target that stopped all come out the same."""
+    src = Store(retention_s=600 + PADDING_S, min_interval_s=15.0)
+    ks = keys("busy_total", "probe_success")
+    for k in range(80):
+        t = 15.0 * k
+        if k == 50:
+            src.mark_stale("a", t)
+        elif 60 <= k < 70:
+            src.ingest("a", A, ks[:3], np.array([k, k, 1.0]), t)  # one series vanishes
+        else:
+            src.ingest("a", A, ks, np.array([k, k, 1.0, float(k % 3 == 0)]), t)
+        if k < 75:
+            src.ingest("b", B, ks[2:], np.array([1.0, 0.0]), t)
+    copy = Store(retention_s=600 + PADDING_S, min_interval_s=15.0)
+    replay(src.history(None), copy)
+    exprs = [
+        compile_expr(e)
+        for e in (
+            "busy_total",
+            "probe_success",
+            "count_over_time(probe_success[5m])",
+            "sum_over_time(busy_total[10m])",
+            "rate(busy_total[5m])",
+        )
+    ]
+    times = [15.0 * k + 7 for k in (45, 51, 62, 72, 79, 85)]
+    assert answers(lambda _: copy, exprs, times) == answers(lambda _: src, exprs, times)
+    only = Store(retention_s=600 + PADDING_S, min_interval_s=15.0)
+    replay(src.history(frozenset({"probe_success"})), only)
+    assert only.names() == ["probe_success"]
