@@ -16,6 +16,7 @@ import signal
 import socket
 import sqlite3
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiohttp
 from aiohttp import web
@@ -41,12 +42,17 @@ from kpimon.slo.tracker import LEDGER_KEY_PREFIX, SloTracker
 from kpimon.sources import Source
 from kpimon.sources.probe import WINDOW_KEY_PREFIX, ProbeSource
 from kpimon.sources.scrape import HostSource, HttpSource
-from kpimon.store import tiers
+from kpimon.store import Store, snapshot, tiers
+from kpimon.store.core import replay
 from kpimon.store.tiers import Tiers
 from kpimon.web.app import build_app
 from kpimon.web.render import JournalView, MetricsView, NotificationView, TargetView
 
 log = logging.getLogger("kpimon")
+
+SAMPLES_MAIN = "samples-main.npz"
+SAMPLES_LONG = "samples-long.npz"
+"""The sample snapshots under ``--storage.path`` (kpimon/store/snapshot.py)."""
 
 USER_AGENT = f"kpimon/{__version__}"
 
@@ -494,6 +500,48 @@ class Daemon:
             self._probe_hour = hour
             self._probe_restore = False
 
+    def _sample_files(self) -> list[tuple[Path, Store]]:
+        if self.opts.storage_path is None:
+            return []
+        directory = Path(self.opts.storage_path)
+        files = [(directory / SAMPLES_MAIN, self.tiers.main)]
+        if self.tiers.long is not None:
+            files.append((directory / SAMPLES_LONG, self.tiers.long))
+        return files
+
+    def _restore_samples(self) -> None:
+        """Replay the samples the last clean shutdown saved (kpimon/store/snapshot.py), so
+        range functions see the history from before the restart, the outage as a gap."""
+        for path, store in self._sample_files():
+            if not path.exists():
+                continue
+            try:
+                saved_at, histories = snapshot.load(path)
+                replay(histories, store)
+            except (snapshot.SnapshotError, OSError) as exc:
+                log.error("sample snapshot ignored, starting without that history err=%s", exc)
+                continue
+            log.info(
+                "samples restored file=%s targets=%d saved_s_ago=%.0f",
+                path,
+                len(histories),
+                max(0.0, self.clock.wall() - saved_at),
+            )
+
+    def _save_samples(self) -> None:
+        """At shutdown: save each store's samples for the next start. Never raises."""
+        try:
+            self.buffer.flush()
+        except Exception:
+            log.exception("writing the last scraped samples failed")
+        for path, store in self._sample_files():
+            try:
+                n = snapshot.save(path, store.history(None), self.clock.wall())
+            except OSError as exc:
+                log.error("saving the sample snapshot failed file=%s err=%s", path, exc)
+            else:
+                log.info("samples saved file=%s targets=%d", path, n)
+
     async def run(self) -> int:
         """Run until stopped; returns the process exit code.
 
@@ -504,6 +552,8 @@ class Daemon:
         host, port = split_address(self.opts.listen_address)
         async with contextlib.AsyncExitStack() as stack:
             self._open_journal(stack)
+            self._restore_samples()
+            stack.callback(self._save_samples)  # after the loops stopped, before the journal
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self._stop.set)
             loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
