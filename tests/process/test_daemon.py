@@ -191,3 +191,25 @@ async def test_embedded_default_monitors_this_host(tmp_path: Path) -> None:
         assert "(embedded default)" in k.log()
         k.signal(signal.SIGINT)
         assert await asyncio.to_thread(k.proc.wait, 10) == 0
+
+
+async def test_a_clean_restart_replays_the_samples_it_saved(tmp_path: Path, target: str) -> None:
+    """SIGTERM saves the scraped samples under the storage path; the next start replays them
+    before its first scrape (kpimon/store/snapshot.py)."""
+    cfg = write_config(tmp_path, target, RULES)
+    with kpimon(tmp_path, f"--config.file={cfg}") as k:
+        await asyncio.to_thread(k.wait_for, "ready", lambda: k.get("/-/ready")[0] == 200)
+        k.signal(signal.SIGTERM)
+        assert await asyncio.to_thread(k.proc.wait, 10) == 0
+        assert "samples saved" in k.log()
+    assert (tmp_path / "data" / "samples-main.npz").is_file()
+    with kpimon(tmp_path, f"--config.file={cfg}") as k:
+        line = await asyncio.to_thread(
+            k.wait_for,
+            "samples restored",
+            lambda: next((x for x in k.log().splitlines() if "samples restored" in x), None),
+        )
+        assert "targets=1" in line
+        await asyncio.to_thread(k.wait_for, "ready", lambda: k.get("/-/ready")[0] == 200)
+        k.signal(signal.SIGTERM)
+        assert await asyncio.to_thread(k.proc.wait, 10) == 0
