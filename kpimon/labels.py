@@ -117,10 +117,15 @@ def escape_value(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
+def label_body(pairs: Iterable[tuple[str, str]]) -> str:
+    """``a="1",b="2"`` with values escaped: the inside of an exposition label set."""
+    return ",".join(f'{k}="{escape_value(v)}"' for k, v in pairs)
+
+
 def format_key(name: str, labels: Labels | Mapping[str, str] = EMPTY) -> bytes:
     """The series key of ``name`` with ``labels`` in canonical exposition syntax."""
     items = labels.items() if isinstance(labels, Mapping) else labels
-    body = ",".join(f'{k}="{escape_value(v)}"' for k, v in sorted(items))
+    body = label_body(sorted(items))
     return (f"{name}{{{body}}}" if body else name).encode()
 
 

@@ -6,17 +6,13 @@ Called by :mod:`kpimon.web.render` with the SLO readings of the last tick
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 from kpimon.config.durations import format_duration
-from kpimon.labels import escape_value
+from kpimon.labels import label_body
 from kpimon.slo.health import ServiceHealth
 from kpimon.slo.tracker import SloReading
 from kpimon.textfmt import exposition_number
-
-
-def _body(pairs: Iterable[tuple[str, str]]) -> str:
-    return ",".join(f'{k}="{escape_value(v)}"' for k, v in pairs)
 
 
 def _help(value: str) -> str:
@@ -41,7 +37,7 @@ def _slo_families(slos: Sequence[SloReading], out: list[str]) -> None:
     _family(out, "kpimon_slo_info", "SLO metadata: owner, SLO window and help text (always 1).")
     for r in slos:
         s = r.slo
-        body = _body(
+        body = label_body(
             [
                 ("help", s.help),
                 ("owner", s.owner),
@@ -53,7 +49,7 @@ def _slo_families(slos: Sequence[SloReading], out: list[str]) -> None:
     _family(out, "kpimon_slo_objective_ratio", "The SLO's objective: the share of good events.")
     for r in slos:
         out.append(
-            f"kpimon_slo_objective_ratio{{{_body([('slo', r.slo.name)])}}} "
+            f"kpimon_slo_objective_ratio{{{label_body([('slo', r.slo.name)])}}} "
             f"{exposition_number(r.slo.objective_ratio)}\n"
         )
     _family(
@@ -64,7 +60,7 @@ def _slo_families(slos: Sequence[SloReading], out: list[str]) -> None:
     )
     for r in slos:
         for w in r.windows:
-            body = _body([("slo", r.slo.name), ("window", format_duration(w.window_s))])
+            body = label_body([("slo", r.slo.name), ("window", format_duration(w.window_s))])
             out.append(f"kpimon_slo_sli_ratio{{{body}}} {exposition_number(w.sli)}\n")
     _family(
         out,
@@ -74,7 +70,7 @@ def _slo_families(slos: Sequence[SloReading], out: list[str]) -> None:
     )
     for r in slos:
         for w in r.windows:
-            body = _body([("slo", r.slo.name), ("window", format_duration(w.window_s))])
+            body = label_body([("slo", r.slo.name), ("window", format_duration(w.window_s))])
             out.append(f"kpimon_slo_burn_rate{{{body}}} {exposition_number(w.burn_rate)}\n")
     _family(
         out,
@@ -85,7 +81,7 @@ def _slo_families(slos: Sequence[SloReading], out: list[str]) -> None:
     for r in slos:
         if r.budget_remaining is not None:
             out.append(
-                f"kpimon_slo_error_budget_remaining_ratio{{{_body([('slo', r.slo.name)])}}} "
+                f"kpimon_slo_error_budget_remaining_ratio{{{label_body([('slo', r.slo.name)])}}} "
                 f"{exposition_number(r.budget_remaining)}\n"
             )
     _family(
@@ -96,7 +92,7 @@ def _slo_families(slos: Sequence[SloReading], out: list[str]) -> None:
     )
     for r in slos:
         out.append(
-            f"kpimon_slo_window_coverage_ratio{{{_body([('slo', r.slo.name)])}}} "
+            f"kpimon_slo_window_coverage_ratio{{{label_body([('slo', r.slo.name)])}}} "
             f"{exposition_number(r.coverage)}\n"
         )
 
@@ -105,7 +101,7 @@ def _service_families(services: Sequence[ServiceHealth], out: list[str]) -> None
     _family(out, "kpimon_service_info", "Service metadata: owner and help text (always 1).")
     for h in services:
         s = h.service
-        body = _body([("help", s.help), ("owner", s.owner), ("service", s.name)])
+        body = label_body([("help", s.help), ("owner", s.owner), ("service", s.name)])
         out.append(f"kpimon_service_info{{{body}}} 1\n")
     _family(
         out,
@@ -114,7 +110,7 @@ def _service_families(services: Sequence[ServiceHealth], out: list[str]) -> None
         "(ok 100, warning 50, critical 0); NaN when no scored KPI has data.",
     )
     for h in services:
-        body = _body([("service", h.service.name)])
+        body = label_body([("service", h.service.name)])
         out.append(f"kpimon_service_health_score{{{body}}} {exposition_number(h.score)}\n")
     _family(
         out,
@@ -122,5 +118,5 @@ def _service_families(services: Sequence[ServiceHealth], out: list[str]) -> None
         "Service status from its health score: -1 no data, 0 ok, 1 warning, 2 critical.",
     )
     for h in services:
-        body = _body([("service", h.service.name)])
+        body = label_body([("service", h.service.name)])
         out.append(f"kpimon_service_status{{{body}}} {h.status}\n")

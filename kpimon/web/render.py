@@ -19,7 +19,7 @@ import numpy.typing as npt
 
 from kpimon.kpi.engine import KpiRuntime
 from kpimon.kpi.machine import CLEARING, F64, FIRING, KpiState
-from kpimon.labels import Labels, escape_value
+from kpimon.labels import Labels, escape_value, label_body
 from kpimon.slo.health import ServiceHealth
 from kpimon.slo.metrics import render_families as slo_families
 from kpimon.slo.tracker import SloReading
@@ -103,11 +103,6 @@ def _nums(a: np.ndarray) -> list[str]:
     if not np.isfinite(a).all():
         out = [exposition_number(v) for v in a.tolist()]
     return out
-
-
-def label_body(pairs: Iterable[tuple[str, str]]) -> str:
-    """``a="1",b="2"`` with values escaped."""
-    return ",".join(f'{k}="{escape_value(v)}"' for k, v in pairs)
 
 
 _LEGACY_LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
