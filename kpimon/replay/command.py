@@ -15,9 +15,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, TextIO
 
+from kpimon.config.fields import Problems
 from kpimon.config.loader import build_config, read_file
 from kpimon.config.models import Kpi
-from kpimon.config.rules import is_rule_file, parse_rules
+from kpimon.config.rules import is_rule_file, parse_rules_node
+from kpimon.config.slos import RuleExtras
 from kpimon.config.yamlload import load_yaml
 from kpimon.errors import ConfigError, JournalError, Position, Problem
 from kpimon.logs import silenced
@@ -88,9 +90,12 @@ def run_replay(request: Request, out: TextIO, err: TextIO) -> int:
     return EXIT_OK
 
 
-def load_rules(paths: Sequence[str]) -> tuple[tuple[Kpi, ...], float | None]:
+def load_rules(
+    paths: Sequence[str], extras: RuleExtras | None = None
+) -> tuple[tuple[Kpi, ...], float | None]:
     """The KPIs of rule files (or daemon configs: their rule files' KPIs), and the evaluation
-    interval of the last daemon config among them (None when there is none).
+    interval of the last daemon config among them (None when there is none). Their SLOs and
+    services go to ``extras`` when given.
 
     Raises:
         ConfigError: every problem of every file, as ``kpimon check`` reports them.
@@ -105,11 +110,12 @@ def load_rules(paths: Sequence[str]) -> tuple[tuple[Kpi, ...], float | None]:
         except ConfigError as exc:
             problems.extend(exc.problems)
             continue
-        root, _ = load_yaml(text, path)
+        root, yaml_problems = load_yaml(text, path)
         if is_rule_file(root):
-            found, file_problems = parse_rules(text, path, seen)
-            problems.extend(file_problems)
-            kpis.extend(found)
+            file_problems = Problems()
+            file_problems.extend(yaml_problems)
+            kpis.extend(parse_rules_node(root, path, file_problems, seen, extras))
+            problems.extend(file_problems.items)
             continue
         try:
             config = build_config(text, path)
@@ -126,6 +132,9 @@ def load_rules(paths: Sequence[str]) -> tuple[tuple[Kpi, ...], float | None]:
             seen[kpi.name] = kpi.position
             kpis.append(kpi)
         interval_s = config.global_config.evaluation_interval_s
+        if extras is not None:
+            extras.slos.extend(config.slos)
+            extras.services.extend(config.services)
     if problems:
         raise ConfigError(problems)
     return tuple(kpis), interval_s

@@ -21,12 +21,8 @@ from itertools import takewhile
 from pathlib import Path
 from typing import Literal, TextIO
 
-from kpimon.config.fields import Problems
-from kpimon.config.loader import build_config, read_file
 from kpimon.config.models import Kpi
-from kpimon.config.rules import is_rule_file, parse_rules_node
 from kpimon.config.slos import RuleExtras
-from kpimon.config.yamlload import load_yaml
 from kpimon.errors import ConfigError, JournalError
 from kpimon.journal import DB_NAME, SCHEMA_VERSION, TransitionRecord, reportlog, translog
 from kpimon.journal.schema import schema_version
@@ -69,8 +65,9 @@ def run_report(request: Request, out: TextIO, err: TextIO, *, now: float) -> int
         from kpimon.replay.command import load_rules
 
         try:
-            kpis, _ = load_rules(request.rules)
-            slos = rule_slos(request.rules)
+            extras = RuleExtras()
+            kpis, _ = load_rules(request.rules, extras)
+            slos = extras.slos
         except ConfigError as exc:
             for problem in exc.problems:
                 print(problem, file=err)
@@ -94,7 +91,7 @@ def run_report(request: Request, out: TextIO, err: TextIO, *, now: float) -> int
         first_status = min((c.t for c in statuses), default=math.inf)
         statuses[:0] = statuses_from_transitions([tr for tr in transitions if tr.t < first_status])
         runs = reportlog.read_runs(conn) if "runs" in tables else None
-        ledgers = read_ledgers(conn, slos)
+        ledgers = read_ledgers(conn, slos) if slos and "aux_state" in tables else {}
         unrecorded_before = None
         if runs is not None and transitions:
             first_run = min((a for a, _ in runs), default=math.inf)
@@ -118,26 +115,6 @@ def run_report(request: Request, out: TextIO, err: TextIO, *, now: float) -> int
     else:
         out.write(render_markdown(report))
     return EXIT_OK
-
-
-def rule_slos(paths: Sequence[str]) -> list[Slo]:
-    """The SLOs of rule files (or of daemon configs' rule files), already checked valid by
-    ``load_rules``.
-
-    Raises:
-        ConfigError: a file cannot be read or parsed after all.
-    """
-    out: list[Slo] = []
-    for path in paths:
-        text = read_file(path)
-        root, _ = load_yaml(text, path)
-        if is_rule_file(root):
-            extras = RuleExtras()
-            parse_rules_node(root, path, Problems(), {}, extras)
-            out.extend(extras.slos)
-        else:
-            out.extend(build_config(text, path).slos)
-    return out
 
 
 def kpi_info(kpi: Kpi) -> KpiInfo:

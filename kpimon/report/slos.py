@@ -47,10 +47,8 @@ class SloStats:
 
 
 def read_ledgers(conn: sqlite3.Connection, slos: Sequence[Slo]) -> dict[str, bytes]:
-    """The journaled ledger of each SLO whose definition it was counted for."""
-    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    if "aux_state" not in tables:
-        return {}
+    """The journaled ledger of each SLO whose definition it was counted for (the journal has
+    an ``aux_state`` table: schema v7 or later)."""
     out: dict[str, bytes] = {}
     for slo in slos:
         saved = auxstate.load(conn, LEDGER_KEY_PREFIX + slo.name, ledger_fingerprint(slo))
