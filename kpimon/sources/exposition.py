@@ -17,10 +17,13 @@ key, a non-finite or unconvertible value, a timestamp, invalid UTF-8, OpenMetric
 The exact pass defines the result; the fast pass only returns what it would (the tests check it).
 
 A later scrape of the same target is cheaper still (``previous``: the last result for that
-target). Its keys were validated once, so the payload is split into lines at memchr speed and
-each line at its last space: a key seen in the previous result needs no grammar check, only new
-keys are matched against the canonical key grammar, and value tokens are checked for stray bytes
-in one ``translate`` over all of them. Anything unusual (a timestamp, a blank line, CRLF, a
+target). Its keys were validated once: a key seen in the previous result needs no grammar check,
+only new keys are matched against the canonical key grammar, and value tokens are checked for
+stray bytes in one ``translate`` over all of them. A whole parse runs no Python code per line:
+numpy finds each line's last space, the value tokens are gathered into one buffer and split, and
+the payload less its values (its key text) is compared with the previous result's in one
+``memcmp``, so an unchanged series set costs no key objects at all. A selective parse splits
+the wanted lines at their last space. Anything unusual (a timestamp, a blank line, CRLF, a
 malformed line) defers to the regex pass, so the result never depends on ``previous``.
 
 What is checked, and what is not:
@@ -98,7 +101,10 @@ class Exposition:
     where a kept sample has none), or is None when no kept sample has one. ``samples_total``
     counts every sample line of the payload, kept or not; ``malformed_total`` the invalid lines
     (duplicates included); ``issues`` describes the first :data:`MAX_ISSUES` of them in line
-    order. (``eq=False``: the numpy fields make value equality meaningless.)
+    order. ``key_text`` is ``b"\\n" + b"\\n".join(keys) + b"\\n"`` when the parser made it on
+    the way (a whole parse of a later scrape), else None: the next parse of the target compares
+    it with its own in one ``memcmp``. (``eq=False``: the numpy fields make value equality
+    meaningless.)
     """
 
     keys: list[bytes]
@@ -107,6 +113,7 @@ class Exposition:
     samples_total: int
     malformed_total: int
     issues: tuple[ParseIssue, ...]
+    key_text: bytes | None = None
 
 
 # --- Grammar --------------------------------------------------------------------------------------
@@ -302,42 +309,29 @@ def _by_lines(
     if buf is None:
         return None
     if wanted is None:
-        lines = buf[1:-1].split(b"\n")
-        if b"" in lines:
-            return None  # a blank line (rare: not worth a test per line below)
-    else:
-        array = np.frombuffer(buf, np.uint8)
-        firsts = array[1:][array[:-1] == 10]
-        if _STARTS_IRREGULAR[firsts].any():
-            return None  # a line starting with a blank or a CR
-        lines = _selected_lines(wanted, om).findall(buf)
+        return _whole_by_lines(buf, om, previous)
+    array = np.frombuffer(buf, np.uint8)
+    firsts = array[1:][array[:-1] == 10]
+    if _STARTS_IRREGULAR[firsts].any():
+        return None  # a line starting with a blank or a CR
     keys: list[bytes] = []
     tokens: list[bytes] = []
     add_key = keys.append
     add_token = tokens.append
-    for line in lines:
-        if line[0] in _ODD_FIRST:
-            if line[0] != 35 or wanted is not None or (om and not line.startswith(_OM_META)):
-                return None  # a line starting with a blank or a CR; selective: "# EOF"
-            continue  # a comment
+    for line in _selected_lines(wanted, om).findall(buf):
+        if line[0] == 35:
+            return None  # "# EOF" before the end
         key, _, token = line.rpartition(b" ")
         add_key(key)
         add_token(token)
     if not keys:
         return None  # let the other passes say what is in an empty or odd payload
-    samples_total = len(keys) if wanted is None else int(np.count_nonzero(_STARTS_SAMPLE[firsts]))
     if keys == previous.keys:
         # The very list of the previous result: the store then recognises the unchanged series
         # set by identity instead of comparing 100k keys again.
         keys = previous.keys
-    else:
-        known = set(previous.keys)
-        full = _KEY_FULL
-        for key in keys:
-            if key not in known and (full.fullmatch(key) is None or not _is_utf8(key)):
-                return None
-        if len(set(keys)) != len(keys):
-            return None
+    elif not _new_keys_valid(keys, previous):
+        return None
     joined = b" ".join(tokens)
     if joined.translate(None, _VALUE_BYTES).strip(b" "):
         return None  # a byte no value has (blanks, '_', CR, non-ASCII)
@@ -345,11 +339,102 @@ def _by_lines(
     values = _values(tokens)
     if values is None:
         return None
+    samples_total = int(np.count_nonzero(_STARTS_SAMPLE[firsts]))
     return Exposition(keys, values, None, samples_total, 0, ())
 
 
+def _whole_by_lines(buf: bytes, om: bool, previous: Exposition) -> Exposition | None:
+    """:func:`_by_lines` for a whole parse, vectorised: no Python code runs per line.
+
+    numpy finds the newlines and each sample line's last space. The value tokens (" VALUE" per
+    line) are gathered into one buffer, checked with one ``translate`` and split at C speed.
+    The keys are not sliced one by one: the payload less its value tokens and comment lines
+    is the *key text* ``\nKEY\nKEY\n...\n``, compared with the previous result's in one
+    ``memcmp``; equal, the previous key list is returned as it is. Only when the series set
+    changed is the key text split into keys, and the new ones checked.
+    """
+    array = np.frombuffer(buf, np.uint8)
+    newlines = np.flatnonzero(array == 10)
+    starts, ends = newlines[:-1] + 1, newlines[1:]
+    if not len(starts) or (ends == starts).any():
+        return None  # empty, or a blank line
+    firsts = array[starts]
+    if _STARTS_IRREGULAR[firsts].any():
+        return None  # a line starting with a blank or a CR
+    comment = firsts == 35
+    has_comments = bool(comment.any())
+    if has_comments:
+        if om and not all(buf.startswith(_OM_META, at) for at in starts[comment].tolist()):
+            return None  # a "#" line OpenMetrics does not allow
+        sample = ~comment
+        sample_starts, sample_ends = starts[sample], ends[sample]
+        if not len(sample_starts):
+            return None
+    else:
+        sample_starts, sample_ends = starts, ends
+    spaces = np.flatnonzero(array == 32)
+    before = np.searchsorted(spaces, sample_ends) - 1
+    if before[0] < 0:
+        return None  # the first sample line has no space
+    lasts = spaces[before]
+    if (lasts <= sample_starts).any():
+        return None  # a sample line without a space (its "last space" is on an earlier line)
+    token_text = array[_ranges(lasts, sample_ends)].tobytes()
+    if token_text.translate(None, _VALUE_BYTES).strip(b" "):
+        return None  # a byte no value has (blanks, '_', CR, non-ASCII)
+    # The key text: the framing newline, then each sample line's key and newline. Kept and
+    # dropped runs of bytes alternate: kept up to a line's cut, dropped from there to its drop.
+    # A sample line is cut at its last space and dropped to its newline (which is kept); a
+    # comment line is cut at its start and dropped with its newline.
+    if has_comments:
+        cuts = starts.copy()
+        cuts[sample] = lasts
+        drops = ends + comment
+    else:
+        cuts, drops = lasts, ends
+    bounds = np.empty(2 * len(cuts) + 2, np.intp)
+    bounds[0], bounds[-1] = 0, len(array)
+    bounds[1:-1:2], bounds[2:-1:2] = cuts, drops
+    kept = np.zeros(2 * len(cuts) + 1, np.bool_)
+    kept[0::2] = True
+    keep = np.repeat(kept, np.diff(bounds))
+    key_text = array[keep].tobytes()
+    previous_text = previous.key_text
+    if previous_text is None:
+        previous_text = b"\n" + b"\n".join(previous.keys) + b"\n"
+    if key_text == previous_text:
+        keys = previous.keys
+    else:
+        keys = key_text[1:-1].split(b"\n")
+        if not _new_keys_valid(keys, previous):
+            return None
+    # With the bytes checked above, float() takes exactly the finite literals of _VALUE.
+    values = _values(token_text.split(b" ")[1:])
+    if values is None:
+        return None
+    return Exposition(keys, values, None, len(keys), 0, (), key_text)
+
+
+def _ranges(begins: npt.NDArray[np.intp], ends: npt.NDArray[np.intp]) -> npt.NDArray[np.intp]:
+    """Every position of the half-open ranges ``[begins[i], ends[i])``, in order (not empty)."""
+    lengths = ends - begins
+    offsets = np.cumsum(lengths) - lengths
+    total = int(offsets[-1] + lengths[-1])
+    return np.repeat(begins - offsets, lengths) + np.arange(total)
+
+
+def _new_keys_valid(keys: list[bytes], previous: Exposition) -> bool:
+    """Whether ``keys`` are distinct and each is either a key of ``previous`` or canonical and
+    valid UTF-8 (so that a payload whose series set changed needs no full parse)."""
+    known = set(previous.keys)
+    full = _KEY_FULL
+    for key in keys:
+        if key not in known and (full.fullmatch(key) is None or not _is_utf8(key)):
+            return False
+    return len(set(keys)) == len(keys)
+
+
 _KEY_FULL = re.compile(_KEY_F)
-_ODD_FIRST = frozenset(b"# \t\r")
 
 
 @functools.lru_cache(maxsize=128)

@@ -613,6 +613,12 @@ LATER_SCRAPES = {
     "non-UTF-8 label value": b'a{x="\xff"} 5\nb 7\n',
     "empty": b"",
     "comments only": b"# HELP a x\n",
+    "comments between samples": b'a{x="1"} 5\n# HELP b x y\n# TYPE b gauge\nb 7\n# end\n',
+    "a line without a space": b'a{x="1"} 5\nb\n',
+    "first line without a space": b'b\na{x="1"} 5\n',
+    "reordered": b'b 7\na{x="2"} 6\na{x="1"} 5\n',
+    "series removed": b'# TYPE a gauge\na{x="1"} 5\nb 7\n',
+    "key text of two lines in one": b'# TYPE a gauge\na{x="1"}\na{x="2"} 6\nb 7\n',
 }
 
 
@@ -621,22 +627,44 @@ LATER_SCRAPES = {
 def test_previous_result_never_changes_the_result(later: bytes, wanted: frozenset[bytes] | None):
     from kpimon.sources import exposition
 
-    previous = parse(_EARLIER, wanted)
-    got = parse(later, wanted, previous=previous)
+    first = parse(_EARLIER, wanted)
+    # From the third scrape on, the previous result was itself parsed with a previous one.
+    steady = parse(_EARLIER.replace(b"} 1", b"} 4"), wanted, previous=first)
     exact = exposition._exact(later, wanted, False)
-    assert got.keys == exact.keys
-    assert same_floats(got.values, exact.values)
-    assert (got.samples_total, got.malformed_total, got.issues) == (
-        exact.samples_total,
-        exact.malformed_total,
-        exact.issues,
-    )
-    assert (got.timestamps is None) == (exact.timestamps is None)
+    for previous in (first, steady):
+        got = parse(later, wanted, previous=previous)
+        assert got.keys == exact.keys
+        assert same_floats(got.values, exact.values)
+        assert (got.samples_total, got.malformed_total, got.issues) == (
+            exact.samples_total,
+            exact.malformed_total,
+            exact.issues,
+        )
+        assert (got.timestamps is None) == (exact.timestamps is None)
+
+
+def test_a_whole_later_parse_keeps_its_key_text_for_the_next():
+    """The key text is the keys joined as the next parse compares them; a key text that only
+    looks alike (the same bytes split into other lines) is not taken for the same keys."""
+    first = parse(_EARLIER)
+    assert first.key_text is None
+    later = parse(_EARLIER.replace(b"} 1", b"} 4"), previous=first)
+    assert later.key_text == b"\n" + b"\n".join(later.keys) + b"\n"
+    assert later.keys is first.keys
+    changed = parse(LATER_SCRAPES["reordered"], previous=later)
+    assert changed.keys == [b"b", b'a{x="2"}', b'a{x="1"}']
+    assert changed.key_text == b'\nb\na{x="2"}\na{x="1"}\n'
+    assert parse(b"a 1\n", frozenset({b"a"}), previous=later).key_text is None
 
 
 @pytest.mark.parametrize(
     "later",
-    [b'a{x="1"} 5\n# EOF\n', b'a{x="1"} 5\n# comment\n# EOF\n', b'a{x="1"} 5\n# EOF\nb 1\n# EOF\n'],
+    [
+        b'a{x="1"} 5\n# EOF\n',
+        b'a{x="1"} 5\n# comment\n# EOF\n',
+        b'a{x="1"} 5\n# EOF\nb 1\n# EOF\n',
+        b'# HELP a x\n# TYPE a gauge\na{x="1"} 5\n# UNIT a seconds\n# EOF\n',
+    ],
 )
 @pytest.mark.parametrize("wanted", [None, frozenset({b"a", b"b"})], ids=["whole", "selective"])
 def test_previous_result_openmetrics(later: bytes, wanted: frozenset[bytes] | None):

@@ -205,6 +205,10 @@ def test_fast_path_equals_exact_pass(
             previous = parse(earlier_payload, wanted, openmetrics=openmetrics)
             again = parse(payload, wanted, openmetrics=openmetrics, previous=previous)
             assert identical(again, exact), (again, exact)
+            # ...and from the third scrape on, with a previous result that had one itself.
+            steady = parse(earlier_payload, wanted, openmetrics=openmetrics, previous=previous)
+            again = parse(payload, wanted, openmetrics=openmetrics, previous=steady)
+            assert identical(again, exact), (again, exact)
 
 
 def go_accepts(token: str) -> bool:
