@@ -123,7 +123,8 @@ def append(
             rec["threshold"] = part.threshold
             codes = part.reason_code
             lut = np.zeros(len(part.reasons), dtype=np.uint32)
-            for code in np.unique(codes).tolist():
+            # (bincount, not np.unique: that imports numpy.ma, 20 ms, at the first call)
+            for code in np.flatnonzero(np.bincount(codes, minlength=len(part.reasons))).tolist():
                 lut[code] = keys.setdefault((kpi, part.level, part.reasons[code]), len(keys))
             rec["key"] = lut[codes]
             rec["from_phase"] = part.from_phase
