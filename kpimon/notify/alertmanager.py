@@ -15,12 +15,12 @@ re-sending is idempotent.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 import aiohttp
+import orjson
 
 from kpimon.clock import Clock
 from kpimon.config.alerting import AlertmanagerConfig
@@ -140,7 +140,7 @@ class AlertmanagerHook:
 
     def body(self, events: Sequence[AlertEvent], now: float) -> bytes:
         alerts = [to_alert(e, now, self._evaluation_interval_s) for e in events]
-        return json.dumps(alerts, separators=(",", ":"), ensure_ascii=False).encode()
+        return orjson.dumps(alerts)  # compact UTF-8, as json.dumps with those options, faster
 
     async def send(self, events: Sequence[AlertEvent]) -> SendResult:
         """POST ``events`` in batches of :data:`MAX_BATCH`.

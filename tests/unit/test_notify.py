@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import math
 import subprocess
@@ -9,6 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kpimon.config.alerting import HookConfig, Secret, SecretError, parse_matcher
 from kpimon.config.rules import parse_rules
@@ -16,7 +20,15 @@ from kpimon.errors import Position
 from kpimon.notify import alertmanager as am
 from kpimon.notify import exec_hook, pagerduty, slack, templates, webhook
 from kpimon.notify.http import classify, parse_retry_after, redact_url, scrub
-from kpimon.notify.model import AlertEvent, SendResult, build_event, dedup_key, rfc3339
+from kpimon.notify.model import (
+    AlertEvent,
+    SendResult,
+    build_event,
+    dedup_key,
+    event_from_json,
+    event_to_json,
+    rfc3339,
+)
 from kpimon.notify.retry import RetryPolicy, backoff_s, next_retry_delay
 from kpimon.notify.routing import route
 
@@ -206,6 +218,51 @@ def test_dedup_key_is_stable_across_processes_and_label_order() -> None:
         .hexdigest()
     )
     assert firing().dedup_key == key
+
+
+_TEXT = st.text(
+    alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)) | st.sampled_from('"\\\n\t/'),
+    max_size=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    kpi=_TEXT,
+    level=_TEXT,
+    labels=st.dictionaries(_TEXT, _TEXT, max_size=5).map(lambda d: tuple(d.items())),
+)
+def test_dedup_key_is_the_sha256_of_the_canonical_json(
+    kpi: str, level: str, labels: tuple[tuple[str, str], ...]
+) -> None:
+    """The key is written out by hand for speed; it must stay byte for byte the key of the
+    canonical JSON, or a restart would open a second incident for the same alert."""
+    canonical = json.dumps(
+        {"kpi": kpi, "level": level, "labels": sorted(labels)},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    expected = "kpimon-" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    assert dedup_key(kpi, level, labels) == expected
+
+
+def test_an_event_survives_json_with_nan_and_non_ascii() -> None:
+    event = dataclasses.replace(
+        firing(),
+        value=math.nan,
+        threshold=math.inf,
+        annotations=(("summary", 'Größe — "zitiert"\n'),),
+    )
+    text = event_to_json(event)
+    back = event_from_json(text)
+    assert math.isnan(back.value)
+    assert back.threshold == math.inf
+    assert dataclasses.replace(back, value=0.0) == dataclasses.replace(event, value=0.0)
+    # What journals written before orjson hold: NaN spelled as the json module writes it.
+    old = json.dumps(json.loads(text) | {"value": math.nan}, ensure_ascii=False)
+    assert "NaN" in old
+    assert math.isnan(event_from_json(old).value)
 
 
 def test_rfc3339_has_milliseconds() -> None:
