@@ -39,6 +39,7 @@ from kpimon.notify.silences import SilenceSet
 from kpimon.scheduler import ScrapeManager
 from kpimon.slo.health import services_health
 from kpimon.slo.tracker import LEDGER_KEY_PREFIX, SloTracker
+from kpimon.snapshots import SampleSnapshots
 from kpimon.sources import Source
 from kpimon.sources.probe import WINDOW_KEY_PREFIX, ProbeSource
 from kpimon.sources.scrape import HostSource, HttpSource
@@ -46,7 +47,13 @@ from kpimon.store import Store, snapshot, tiers
 from kpimon.store.core import replay
 from kpimon.store.tiers import Tiers
 from kpimon.web.app import build_app
-from kpimon.web.render import JournalView, MetricsView, NotificationView, TargetView
+from kpimon.web.render import (
+    JournalView,
+    MetricsView,
+    NotificationView,
+    SampleSnapshotView,
+    TargetView,
+)
 
 log = logging.getLogger("kpimon")
 
@@ -159,6 +166,11 @@ class Daemon:
             cfg.alerting, silences=self.silences, external_labels=cfg.global_config.external_labels
         )
         self.buffer = IngestBuffer(self.store, tiers=self.tiers)
+        self.snapshots = SampleSnapshots(
+            self._sample_files, clock, interval_s=cfg.sample_snapshot_interval_s
+        )
+        """The sample snapshots under the storage path, periodic and at shutdown."""
+        self._snapshot_task: asyncio.Task[None] | None = None
         self.manager = ScrapeManager(self.buffer, clock)
         self.session: aiohttp.ClientSession | None = None
         self.reload_ok = True
@@ -229,6 +241,13 @@ class Daemon:
                 commit_duration_s=self.journal.last_commit_duration_s,
                 pending_transitions=self.journal.pending_transitions,
             ),
+            samples=None
+            if self.opts.storage_path is None
+            else SampleSnapshotView(
+                last_success_wall=self.snapshots.last_success_wall,
+                duration_s=self.snapshots.last_duration_s,
+                failures=self.snapshots.failures_total,
+            ),
         )
 
     async def reload(self) -> list[str]:
@@ -261,6 +280,7 @@ class Daemon:
                 min_interval_s=_min_interval(cfg),
             )
             self._engine.interval_s = cfg.global_config.evaluation_interval_s
+            self.snapshots.configure(cfg.sample_snapshot_interval_s)
             if self.notifications is not None:
                 self._configure_notifications(self.notifications, self._hooks(self.session))
             running = self.manager.sources()
@@ -510,8 +530,10 @@ class Daemon:
         return files
 
     def _restore_samples(self) -> None:
-        """Replay the samples the last clean shutdown saved (kpimon/store/snapshot.py), so
-        range functions see the history from before the restart, the outage as a gap."""
+        """Replay the samples of the last snapshot (at a clean shutdown, or the last periodic
+        one before a crash: kpimon/snapshots.py), so range functions see the history from
+        before the restart; the outage, and after a crash the samples since that snapshot, are
+        a gap."""
         for path, store in self._sample_files():
             if not path.exists():
                 continue
@@ -534,13 +556,21 @@ class Daemon:
             self.buffer.flush()
         except Exception:
             log.exception("writing the last scraped samples failed")
-        for path, store in self._sample_files():
+        self.snapshots.save_blocking()
+
+    async def _stop_snapshots(self) -> None:
+        """Stop the periodic snapshots, wait for a write still in flight, save the last one."""
+        task, self._snapshot_task = self._snapshot_task, None
+        if task is not None:
+            task.cancel()
             try:
-                n = snapshot.save(path, store.history(None), self.clock.wall())
-            except OSError as exc:
-                log.error("saving the sample snapshot failed file=%s err=%s", path, exc)
-            else:
-                log.info("samples saved file=%s targets=%d", path, n)
+                await task
+            except asyncio.CancelledError:
+                pass
+            except Exception:  # a bug in the periodic loop must not cost the final snapshot
+                log.exception("the periodic sample snapshots failed")
+        await self.snapshots.idle()
+        self._save_samples()
 
     async def run(self) -> int:
         """Run until stopped; returns the process exit code.
@@ -553,7 +583,8 @@ class Daemon:
         async with contextlib.AsyncExitStack() as stack:
             self._open_journal(stack)
             self._restore_samples()
-            stack.callback(self._save_samples)  # after the loops stopped, before the journal
+            # the last snapshot after the loops stopped, before the journal closes
+            stack.push_async_callback(self._stop_snapshots)
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self._stop.set)
             loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
@@ -582,10 +613,16 @@ class Daemon:
             stack.push_async_callback(self.manager.stop)
             await self.manager.update(build_sources(self.cfg, self.session, _wanted(self.cfg)))
             evaluation = asyncio.create_task(self._evaluation_loop(), name="evaluation")
+            if self.opts.storage_path is not None:
+                self._snapshot_task = asyncio.create_task(
+                    self.snapshots.run(), name="sample snapshots"
+                )
             stopped = asyncio.create_task(self._stop.wait(), name="stop")
             done, _ = await asyncio.wait({evaluation, stopped}, return_when=asyncio.FIRST_COMPLETED)
             evaluation.cancel()
             stopped.cancel()
+            if self._snapshot_task is not None:
+                self._snapshot_task.cancel()  # no new snapshot while shutting down
             with contextlib.suppress(asyncio.CancelledError):
                 await evaluation
             if evaluation in done and evaluation.exception() is not None:

@@ -39,6 +39,7 @@ from kpimon.config.models import (
     DEFAULT_BODY_SIZE_LIMIT,
     DEFAULT_EVALUATION_INTERVAL_S,
     DEFAULT_OUTAGE_TOLERANCE_S,
+    DEFAULT_SAMPLE_SNAPSHOT_INTERVAL_S,
     DEFAULT_SCRAPE_INTERVAL_S,
     DEFAULT_SCRAPE_TIMEOUT_S,
     DaemonConfig,
@@ -160,13 +161,15 @@ def parse_config_node(
     host = _host(top.get("host"), global_config, problems)
     scrape_configs = _scrape_configs(top.get("scrape_configs"), global_config, host, problems)
     patterns = _rule_patterns(top.get("rule_files"), problems)
+    storage_path, snapshot_interval_s = _storage(top.get("storage"), problems)
     config = DaemonConfig(
         path=file,
         global_config=global_config,
         scrape_configs=scrape_configs,
         host=host,
         rule_files=tuple(p.pattern for p in patterns),
-        storage_path=_storage_path(top.get("storage"), problems),
+        storage_path=storage_path,
+        sample_snapshot_interval_s=snapshot_interval_s,
         alerting=parse_alerting(top.get("alerting"), problems),
         probes=parse_probes(
             top.get("probes"),
@@ -180,16 +183,38 @@ def parse_config_node(
     return config, patterns
 
 
-def _storage_path(node: Node | None, problems: Problems) -> str | None:
-    """``storage: {path: ...}``: where the journal lives (the command-line flag wins)."""
+def _storage(node: Node | None, problems: Problems) -> tuple[str | None, float]:
+    """``storage: {path: ..., sample_snapshot_interval: ...}``: where the journal and the
+    sample snapshots live (the command-line flag wins), and how often the samples are saved."""
+    default = (None, DEFAULT_SAMPLE_SNAPSHOT_INTERVAL_S)
     if node is None:
-        return None
+        return default
     m = as_map(node, "storage", problems)
     if m is None:
-        return None
-    check_keys(m, "storage", ("path",), problems)
+        return default
+    check_keys(m, "storage", ("path", "sample_snapshot_interval"), problems)
     path_node = m.get("path")
-    return None if path_node is None else as_str(path_node, "storage.path", problems, nonempty=True)
+    path = None if path_node is None else as_str(path_node, "storage.path", problems, nonempty=True)
+    interval_node = m.get("sample_snapshot_interval")
+    interval = given_duration(m, "sample_snapshot_interval", "storage", problems)
+    if (
+        interval_node is not None
+        and interval is not None
+        and 0 < interval < MIN_SNAPSHOT_INTERVAL_S
+    ):
+        problems.add(
+            interval_node.pos,
+            "storage.sample_snapshot_interval",
+            f"must be 0s (only at shutdown) or at least "
+            f"{format_duration(MIN_SNAPSHOT_INTERVAL_S)}, got {format_duration(interval)}",
+        )
+        interval = None
+    return path, DEFAULT_SAMPLE_SNAPSHOT_INTERVAL_S if interval is None else interval
+
+
+MIN_SNAPSHOT_INTERVAL_S = 1.0
+"""Shortest ``storage.sample_snapshot_interval`` but 0 (off): a typo such as ``5ms`` for ``5m``
+would rewrite every sample 200 times a second."""
 
 
 MIN_INTERVAL_S = 1.0

@@ -54,6 +54,8 @@ DEFAULT_EVALUATION_INTERVAL_S: Final = 15.0
 DEFAULT_OUTAGE_TOLERANCE_S: Final = 3600.0
 DEFAULT_BODY_SIZE_LIMIT: Final = 10 * 1024 * 1024
 """10 MiB: about 170 times a node_exporter payload; Prometheus' default is no limit (0)."""
+DEFAULT_SAMPLE_SNAPSHOT_INTERVAL_S: Final = 300.0
+"""5 minutes: a crash loses at most that much sample history (kpimon/snapshots.py)."""
 DEFAULT_NO_DATA_AFTER_S: Final = 300.0
 DEFAULT_NO_DATA_RESOLVE_AFTER_S: Final = 3600.0
 DEFAULT_FLAPPING_HIGH: Final = 30.0
@@ -242,6 +244,9 @@ class DaemonConfig:
     kpis: tuple[Kpi, ...] = ()
     storage_path: str | None = None
     """``storage.path``: where the journal lives (``--storage.path`` overrides it)."""
+    sample_snapshot_interval_s: float = DEFAULT_SAMPLE_SNAPSHOT_INTERVAL_S
+    """``storage.sample_snapshot_interval``: how often the samples are saved under the storage
+    path while kpimon runs (0: only at a clean shutdown; kpimon/snapshots.py)."""
     alerting: AlertingConfig = NO_ALERTING
     """``alerting:``: Alertmanagers and hooks (:mod:`kpimon.config.alerting`)."""
     probes: tuple[ProbeConfig, ...] = ()

@@ -1,22 +1,30 @@
-"""The stores' samples saved at shutdown and replayed at start-up, so that a restart (a deploy,
-a reload of the unit) does not leave range functions reading only the samples since the start.
+"""The stores' samples saved to disk and replayed at start-up, so that a restart (a deploy, a
+reload of the unit, a crash) does not leave range functions reading only the samples since the
+start.
 
 The journal keeps every phase and timer; the samples live in memory. Without them, after a
 restart ``avg_over_time(probe_success[1d])`` or an SLO's 1h burn rate would be computed over a
-few minutes of uptime and could page. At a clean shutdown the daemon writes each store's
-history (:meth:`kpimon.store.Store.history`) to one file under ``--storage.path`` and replays
-it at the next start (:func:`kpimon.store.core.replay`): the samples, staleness markers and
-gaps are as the scrapes made them, with the outage as one more gap. A crash writes nothing; the
-next start then has only what it scrapes (docs/rules.md).
+few minutes of uptime and could page. The daemon writes each store's history
+(:meth:`kpimon.store.Store.history`) to one file under ``--storage.path`` every
+``storage.sample_snapshot_interval`` (default 5m; :mod:`kpimon.snapshots` copies the history
+on the event loop and calls :func:`save` in a worker thread) and once more at a clean shutdown,
+and replays the file at the next start (:func:`kpimon.store.core.replay`): the samples,
+staleness markers and gaps are as the scrapes made them, with the outage as one more gap. After
+a crash the next start replays the last periodic snapshot, so the samples scraped between it
+and the crash are part of that gap (docs/rules.md). This module only writes and reads a file;
+it never awaits.
 
 Format: a NumPy ``.npz`` without pickles: ``meta`` (JSON: version, time saved, per target its
 name and labels) and per target ``i`` the arrays ``k{i}`` (its series keys, newline-joined
 bytes), ``t{i}`` (row times in ms, int64) and ``v{i}`` (values, float64, rows × keys). Written
-to a temporary file, synced, then renamed: a file is whole or absent.
+to a temporary file, synced, then renamed (and the directory synced): a file is whole or
+absent, and a failed write leaves the previous file as it was. May run in a worker thread: it
+reads only the histories it is given.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -37,7 +45,8 @@ class SnapshotError(ValueError):
 
 
 def save(path: Path, histories: Iterable[TargetHistory], t: float) -> int:
-    """Write ``histories`` to ``path`` (atomically); returns how many targets were written.
+    """Write ``histories`` to ``path`` (atomically, then synced); returns how many targets
+    were written.
 
     Raises:
         OSError: the file cannot be written.
@@ -52,12 +61,26 @@ def save(path: Path, histories: Iterable[TargetHistory], t: float) -> int:
     meta = json.dumps({"version": VERSION, "t": t, "targets": targets}, ensure_ascii=False)
     arrays["meta"] = np.frombuffer(meta.encode("utf-8"), dtype=np.uint8)
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        np.savez(f, **arrays)  # type: ignore[arg-type]
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)  # type: ignore[arg-type]
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):  # a full disk: give the space back
+            tmp.unlink(missing_ok=True)
+        raise
+    _sync_directory(path.parent)  # the rename itself survives a power loss
     return len(targets)
+
+
+def _sync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def load(path: Path) -> tuple[float, list[TargetHistory]]:

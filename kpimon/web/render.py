@@ -58,6 +58,8 @@ class MetricsView:
     reload_success_wall: float
     version: str
     journal: JournalView | None = None
+    samples: SampleSnapshotView | None = None
+    """The sample snapshots' metrics (None: kpimon keeps no files, not rendered)."""
     notifications: NotificationView | None = None
     """The notification metrics (None: not rendered)."""
     silences: Mapping[str, int] | None = None
@@ -92,6 +94,16 @@ class JournalView:
     write_failures: int
     commit_duration_s: float
     pending_transitions: int
+
+
+@dataclass(frozen=True, slots=True)
+class SampleSnapshotView:
+    """What /metrics shows about the sample snapshots (kpimon.snapshots)."""
+
+    last_success_wall: float
+    """0 before the first snapshot whose files were all written."""
+    duration_s: float
+    failures: int
 
 
 def _help_esc(value: str) -> str:
@@ -406,6 +418,34 @@ class Renderer:
                 "Transitions waiting for a journal commit to succeed before they are acted on.",
                 [({}, float(j.pending_transitions))],
             )
+        if view.samples is not None:
+            _sample_snapshot_families(view.samples, out, gauge)
+
+
+def _sample_snapshot_families(
+    s: SampleSnapshotView,
+    out: list[str],
+    gauge: Callable[[str, str, Iterable[tuple[Mapping[str, str], float]]], None],
+) -> None:
+    # The duration is a gauge of the last snapshot, not a histogram: there is one snapshot per
+    # interval (5m by default), so every scrape of /metrics sees each value anyway, and its
+    # size scales with the series held, so no fixed buckets would suit every kpimon.
+    gauge(
+        "kpimon_sample_snapshot_last_success_timestamp_seconds",
+        "Unix time of the samples in the last sample snapshot written whole (0: none yet).",
+        [({}, s.last_success_wall)],
+    )
+    gauge(
+        "kpimon_sample_snapshot_duration_seconds",
+        "Duration of the last sample snapshot: history copy and file writes, failed or not.",
+        [({}, s.duration_s)],
+    )
+    out.append(
+        "# HELP kpimon_sample_snapshot_failures_total Sample snapshot files that could not be "
+        "written (each is tried again at the next interval).\n"
+        "# TYPE kpimon_sample_snapshot_failures_total counter\n"
+        f"kpimon_sample_snapshot_failures_total {s.failures}\n"
+    )
 
 
 def _notification_families(

@@ -6,6 +6,7 @@ reason says what the fix is.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -32,6 +33,7 @@ from kpimon.report.slos import slo_stats
 from kpimon.slo.metrics import render_families
 from kpimon.slo.model import LEDGER_STEP_S
 from kpimon.slo.tracker import Ledger, SloTracker
+from kpimon.snapshots import SampleSnapshots
 from kpimon.sources.probe import ProbeSource
 from kpimon.store import Store, snapshot
 from kpimon.store.core import replay
@@ -213,28 +215,39 @@ def _feed(rig: Rig, t0: float, per_step: list[tuple[float, float]], start: tuple
     return t, (good, bad)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "after a crash (no sample snapshot: only a clean shutdown writes one) the store is "
-        "empty, so a burn-rate window longer than the uptime is computed over the uptime only "
-        "(increase() over a partial range): the 1h/5m page fires on 5 minutes of errors. Fix: "
-        "read the long windows from the restored 5-minute ledger, or snapshot the samples "
-        "periodically"
-    ),
-)
-def test_the_1h_burn_rate_after_a_restart_is_the_hours_not_the_uptimes(tmp_path: Path) -> None:
-    """55 minutes of clean traffic (5 requests a step), a restart without downtime, then 5
-    minutes with 10 errors in 100 requests. Over the hour: 10 / 1,200 = 0.83%, burn 8.3 <
-    14.4: no page (5m: burn 100). kpimon computes the 1h window over the 5 minutes since the
-    restart: burn 100, page."""
+async def test_the_1h_burn_rate_after_a_restart_is_the_hours_not_the_uptimes(
+    tmp_path: Path,
+) -> None:
+    """55 minutes of clean traffic (5 requests a step), a crash, a restart without downtime,
+    then 5 minutes with 10 errors in 100 requests. Over the hour: 10 / 1,200 = 0.83%, burn 8.3
+    < 14.4: no page (5m: burn 100). A crash saves nothing, so before periodic snapshots the
+    restarted kpimon computed the 1h window over the 5 minutes since the restart: burn 100,
+    page. Now the first process wrote a sample snapshot every 5 minutes (kpimon/snapshots.py),
+    the last 3 minutes before it crashed; the restarted one replays it, those 3 minutes are a
+    gap, and the 1h window is the hour's."""
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     first = Rig(tmp_path / "a", RATIO_SLO)
-    t, counters = _feed(first, T0, [(5.0, 0.0)] * 221, (0.0, 0.0))
+    path = tmp_path / "samples-main.npz"
+    clock = FakeClock(start_wall=T0 - 180.0)  # started 3 minutes before the first sample
+    snaps = SampleSnapshots(lambda: [(path, first.store)], clock, interval_s=300.0)
+    writer = asyncio.create_task(snaps.run())
+    await clock.advance(180.0)
+    counters = (0.0, 0.0)
+    for i in range(221):
+        if i:
+            await clock.advance(STEP)  # a snapshot at T0 + 2m, 7m, ..., 52m
+            await snaps.idle()
+        t, counters = _feed(first, T0 + i * STEP, [(5.0, 0.0)], counters)
+    writer.cancel()  # the crash at 55m: nothing more is written
+    assert snaps.failures_total == 0
     saved = {key: data for key, _, data in first.tracker.unsaved_ledgers()}
     second = Rig(tmp_path / "b", RATIO_SLO)  # the restarted process: empty store
     assert second.tracker.restore(lambda key, _fp: saved.get(key)) == 1
+    saved_at, histories = snapshot.load(path)
+    assert saved_at == T0 + 52 * 60
+    assert histories[0].times_ms[-1] == (T0 + 52 * 60 - STEP) * 1000  # the last 3m are lost
+    replay(histories, second.store)
     steps = [(4.5, 0.5)] * 20  # 100 requests, 10 errors over 5 minutes
     _feed(second, t + STEP, [(0.0, 0.0), *steps], counters)
     assert second.window(300.0).burn_rate == pytest.approx(100.0)
