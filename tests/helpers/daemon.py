@@ -59,6 +59,15 @@ class Kpimon:
             time.sleep(0.1)
         raise AssertionError(f"timed out waiting for {what}; log:\n{self.log()[-4000:]}")
 
+    def log_line(self, text: str, timeout_s: float = 60.0) -> str:
+        """The first log line containing ``text``, once it is written."""
+        found: str = self.wait_for(
+            f"a log line with {text!r}",
+            lambda: next((x for x in self.log().splitlines() if text in x), None),
+            timeout_s,
+        )
+        return found
+
     def signal(self, sig: signal.Signals) -> None:
         self.proc.send_signal(sig)
 

@@ -204,11 +204,7 @@ async def test_a_clean_restart_replays_the_samples_it_saved(tmp_path: Path, targ
         assert "samples saved" in k.log()
     assert (tmp_path / "data" / "samples-main.npz").is_file()
     with kpimon(tmp_path, f"--config.file={cfg}") as k:
-        line = await asyncio.to_thread(
-            k.wait_for,
-            "samples restored",
-            lambda: next((x for x in k.log().splitlines() if "samples restored" in x), None),
-        )
+        line = await asyncio.to_thread(k.log_line, "samples restored")
         assert "targets=1" in line
         await asyncio.to_thread(k.wait_for, "ready", lambda: k.get("/-/ready")[0] == 200)
         k.signal(signal.SIGTERM)

@@ -74,11 +74,7 @@ async def test_a_crash_after_a_periodic_snapshot_keeps_the_history(tmp_path: Pat
         await server.close()  # the restarted kpimon scrapes nothing: what it serves is restored
     saved = samples_in(path)
     with kpimon(tmp_path, f"--config.file={cfg}") as k:
-        line = await asyncio.to_thread(
-            k.wait_for,
-            "samples restored",
-            lambda: next((x for x in k.log().splitlines() if "samples restored" in x), None),
-        )
+        line = await asyncio.to_thread(k.log_line, "samples restored")
         assert "targets=1" in line
         await asyncio.to_thread(k.wait_for, "ready", lambda: k.get("/-/ready")[0] == 200)
         assert await asyncio.to_thread(k.wait_for, "the KPI", lambda: mail_samples(k)) == saved
