@@ -249,6 +249,9 @@ def _block_indent(source: tuple[str, ...], lines: list[str]) -> int | None:
     return indent
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 class _Loader(yaml.SafeLoader):
     """The safe loader; composing only. Scalars are built with the safe constructors."""
 
@@ -331,6 +334,16 @@ class _Builder:
                 node.start_mark, path, f"invalid value for tag {_short_tag(node.tag)}: {detail}"
             )
             return self.null(node)
+        if isinstance(value, str) and (bad := _SURROGATE.search(value)) is not None:
+            # YAML's "\ud83d" escapes make lone UTF-16 halves, which no UTF-8 encoder (the
+            # journal, JSON bodies) can write: the alert would fail at 3 a.m., not here.
+            self.problem(
+                node.start_mark,
+                path,
+                f"invalid character U+{ord(bad[0]):04X} (half of a UTF-16 pair); "
+                'write the character itself or escape it whole, as "\\U0001F525"',
+            )
+            value = _SURROGATE.sub("\ufffd", value)  # reported once; nothing else cascades
         start, end = node.start_mark, node.end_mark
         return Scalar(
             pos=_pos(self.file, start),
