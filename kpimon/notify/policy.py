@@ -32,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -59,6 +60,8 @@ if TYPE_CHECKING:
 
 Kind = Literal["firing", "resolved", "repeat", "flapping", "settled"]
 KINDS: Final[tuple[Kind, ...]] = ("firing", "resolved", "repeat", "flapping", "settled")
+
+log = logging.getLogger("kpimon.hooks")
 
 FLAPPING_LEVEL: Final = "flapping"
 """The ``level`` of a flapping notice's event: its dedup key differs from every level's."""
@@ -223,6 +226,9 @@ class Planner:
         self._kpis_seen: object = None
         self._pending_records: dict[str, str | None] = {}
         """State changes made between ticks (configure), for the next plan."""
+        self.failures_total = 0
+        """Alerts whose planning raised (logged once per alert)."""
+        self._failed_keys: set[str] = set()
         self.suppressed_total: Counter[str] = Counter()
         """Per hook: firing notifications held by a silence, inhibition or flapping."""
         self.configure(
@@ -320,7 +326,10 @@ class Planner:
             if tr.flapping:
                 self._flapping.setdefault((name, tr.labels), "")
             if tr.notifies:
-                self._transition(t, name, tr, kpis, touched)
+                try:
+                    self._transition(t, name, tr, kpis, touched)
+                except Exception as exc:  # one alert's bug must not cost the others their pages
+                    self._failed(f"{name} {tr.level} {tr.labels!r}", name, tr.labels, exc)
         for name, ev in flap_events:
             if not ev.flapping:
                 self._flap_stop(t, name, ev, out, changed, touched)
@@ -329,8 +338,27 @@ class Planner:
         for key in touched:
             a = self._alerts.get(key)
             if a is not None:
-                self._reconcile(t, a, out, changed)
+                try:
+                    self._reconcile(t, a, out, changed)
+                except Exception as exc:
+                    self._watch.discard(key)  # not retried every tick: it would fail again
+                    self._failed(key, a.kpi, a.series, exc)
         return Plan(t, tuple(out), tuple(changed.items()))
+
+    def _failed(self, key: str, kpi: str, series: Labels, exc: Exception) -> None:
+        """Log (once per ``key``) and count an alert whose planning raised ``exc``; the tick's
+        other alerts are planned as usual."""
+        self.failures_total += 1
+        if key not in self._failed_keys:
+            if len(self._failed_keys) >= 10_000:
+                self._failed_keys.clear()
+            self._failed_keys.add(key)
+            log.error(
+                "planning a notification failed; the other alerts are planned kpi=%s labels=%s",
+                kpi,
+                ascii(dict(series)),
+                exc_info=exc,
+            )
 
     def _gone_kpis(
         self,

@@ -334,3 +334,34 @@ def test_inhibit_lower_levels_is_a_checked_boolean(tmp_path: Path) -> None:
         f"{tmp_path / 'kpimon.yml'}:3:25: alerting.inhibit_lower_levels: expected true or false, "
         'got "sometimes"'
     ]
+
+
+def test_an_alert_that_cannot_be_planned_costs_the_others_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A series label no encoder can write (a lone surrogate, as Python decodes a mountpoint of
+    invalid UTF-8) makes that alert's planning raise: it is logged once and counted, and the
+    other alerts of the tick are planned and notified as usual."""
+    _, e, cap = setup(tmp_path, am=(AM,))
+    planner = cap.planner
+
+    class Poisoning(Capture):
+        def plan(self, t, transitions, flap_events, kpis):  # type: ignore[no-untyped-def]
+            bad = [
+                (name, tr._replace(labels=(*tr.labels, ("mountpoint", "/mnt/\udcff"))))
+                if dict(tr.labels).get("queue") == "a"
+                else (name, tr)
+                for name, tr in transitions
+            ]
+            return super().plan(t, bad, flap_events, kpis)
+
+    poisoned = Poisoning(planner)
+    e.notifier = poisoned
+    feed(e, T0, a=50, b=50)
+    assert poisoned.take() == [(AM, "firing", W, "b"), ("chat", "firing", W, "b")]
+    assert planner.failures_total == 1
+    failures = [r for r in caplog.records if "planning a notification failed" in r.message]
+    assert len(failures) == 1 and "mountpoint" in failures[0].message
+    feed(e, T0 + 60, a=50, b=50)  # nothing new, no repeated failure log
+    assert poisoned.take() == []
+    assert len([r for r in caplog.records if "planning a notification failed" in r.message]) == 1
