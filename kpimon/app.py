@@ -347,6 +347,7 @@ class Daemon:
             latency_counts=list(n.latency.counts),
             latency_sum=n.latency.total,
             latency_count=n.latency.count,
+            planning_failures=n.planner.failures_total,
         )
 
     def _reload_failed(self, problems: list[str]) -> list[str]:

@@ -85,6 +85,7 @@ class NotificationView:
     latency_counts: Sequence[int]
     latency_sum: float
     latency_count: int
+    planning_failures: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -482,3 +483,9 @@ def _notification_families(
         out.append(f'{name}_bucket{{le="{exposition_number(float(bound))}"}} {cumulative}\n')
     out.append(f'{name}_bucket{{le="+Inf"}} {n.latency_count}\n')
     out.append(f"{name}_sum {exposition_number(n.latency_sum)}\n{name}_count {n.latency_count}\n")
+    out.append(
+        "# HELP kpimon_notification_planning_failures_total Alerts whose notifications could not "
+        "be planned (a bug or an unencodable label: see the log); the tick's other alerts were "
+        "planned.\n# TYPE kpimon_notification_planning_failures_total counter\n"
+        f"kpimon_notification_planning_failures_total {n.planning_failures}\n"
+    )

@@ -212,6 +212,7 @@ alerting:
             assert 'kpimon_notification_queue_length{hook="chat"} 0.0' in text
             assert 'kpimon_notification_oldest_pending_age_seconds{hook="chat"} 0.0' in text
             assert "kpimon_notification_latency_seconds_count 2" in text
+            assert "kpimon_notification_planning_failures_total 0" in text
             lint = await asyncio.to_thread(promtool_check_metrics, body)
             assert (lint.returncode, lint.stdout, lint.stderr) == (0, b"", b""), lint
         finally:
