@@ -361,7 +361,8 @@ def test_an_alert_that_cannot_be_planned_costs_the_others_nothing(
     assert poisoned.take() == [(AM, "firing", W, "b"), ("chat", "firing", W, "b")]
     assert planner.failures_total == 1
     failures = [r for r in caplog.records if "planning a notification failed" in r.message]
-    assert len(failures) == 1 and "mountpoint" in failures[0].message
+    assert len(failures) == 1
+    assert "mountpoint" in failures[0].message
     feed(e, T0 + 60, a=50, b=50)  # nothing new, no repeated failure log
     assert poisoned.take() == []
     assert len([r for r in caplog.records if "planning a notification failed" in r.message]) == 1
