@@ -71,6 +71,20 @@ def _unescape(raw: str) -> str:
     return _UNESCAPE.sub(lambda m: "\n" if m.group(1) == "n" else m.group(1), raw)
 
 
+def alert_labels(
+    kpi_name: str, kpi_labels: Labels, level: str, series: Labels, external: Labels = EMPTY
+) -> Labels:
+    """The labels identifying the alert of ``level`` for one series of KPI ``kpi_name``,
+    sorted: ``external`` labels, then the series labels, then the KPI's ``labels``, then
+    ``severity: <level>`` and ``alertname: <KPI name>`` (ARCHITECTURE §6; later ones win)."""
+    merged = dict(external)
+    merged.update(series)
+    merged.update(kpi_labels)
+    merged["severity"] = level
+    merged["alertname"] = kpi_name
+    return tuple(sorted(merged.items()))
+
+
 def decode_key(key: bytes) -> tuple[str, Labels]:
     """Decode a series key into its metric name and label set (without ``__name__``).
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from kpimon.kpi.engine import KpiRuntime
 from kpimon.kpi.machine import CLEARING, FIRING, INACTIVE, PENDING
-from kpimon.labels import Labels
+from kpimon.labels import Labels, alert_labels
 from kpimon.notify import templates
 
 
@@ -38,12 +38,6 @@ class Alert:
     state: str
     active_at: float
     value: float
-
-
-def alert_labels(kpi_name: str, kpi_labels: Labels, level: str, series: Labels) -> Labels:
-    """The labels identifying the alert of ``level`` for one series of KPI ``kpi_name``."""
-    merged = {**dict(series), **dict(kpi_labels), "severity": level, "alertname": kpi_name}
-    return tuple(sorted(merged.items()))
 
 
 def render_annotation(

@@ -22,7 +22,7 @@ from urllib.parse import quote
 import orjson
 
 from kpimon.config.models import Kpi
-from kpimon.labels import EMPTY, Labels
+from kpimon.labels import EMPTY, Labels, alert_labels
 from kpimon.notify import templates
 
 log = logging.getLogger("kpimon.hooks")
@@ -80,7 +80,7 @@ class AlertEvent:
         level: ``warning`` or ``critical`` (the ``severity`` label).
         status: ``firing`` or ``resolved``.
         labels: the alert's identity: series labels, KPI labels, external labels, ``severity``
-            and ``alertname`` (sorted; :func:`kpimon.kpi.alerts.alert_labels`).
+            and ``alertname`` (sorted; :func:`kpimon.labels.alert_labels`).
         series_labels: the KPI series' own labels.
         annotations: rendered (``summary`` always present).
         value: the KPI value at the transition (NaN without data).
@@ -172,17 +172,9 @@ def build_event(
     A template that fails at render time (for example a label some series lack) keeps its
     text as written, with the error appended, rather than dropping the notification.
     """
-    # The labels of kpimon.kpi.alerts.alert_labels over the external labels, in one sort
-    # (build_event runs once per notified transition: a burst of 1,000 alerts is 1,000 calls).
-    merged = dict(external_labels)
-    merged.update(series_labels)
-    merged.update(kpi.labels)
-    merged["severity"] = level
-    merged["alertname"] = kpi.name
-    items = sorted(merged.items())
-    if "" in merged.values():
-        items = [item for item in items if item[1] != ""]
-    labels = tuple(items)
+    labels = alert_labels(kpi.name, kpi.labels, level, series_labels, external_labels)
+    if any(not value for _, value in labels):
+        labels = tuple(pair for pair in labels if pair[1])  # as Prometheus: empty means absent
     lv = kpi.level(level)
     direction = lv.direction if lv is not None else "above"
     at = now if resolved_at is None else resolved_at

@@ -48,10 +48,10 @@ import numpy as np
 from kpimon.config.durations import format_duration
 from kpimon.config.models import Kpi
 from kpimon.errors import EvaluationError, JournalError
-from kpimon.kpi.alerts import alert_labels, render_annotation
+from kpimon.kpi.alerts import render_annotation
 from kpimon.kpi.engine import Engine, KpiRuntime
 from kpimon.kpi.machine import CLEARING, FIRING, INACTIVE, PENDING, Transition
-from kpimon.labels import Labels, format_key, format_labels, without_name
+from kpimon.labels import Labels, alert_labels, format_key, format_labels, without_name
 from kpimon.promql import LOOKBACK_S, Scalar, evaluate
 from kpimon.replay.restart import Persistence
 from kpimon.ruletest.model import AlertTest, PromqlTest, TestFile, TestGroup, TransitionTest
