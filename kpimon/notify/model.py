@@ -201,7 +201,7 @@ def build_event(
                 log.warning("KPI %s: annotation %s failed to render: %s", kpi.name, name, error)
             rendered.append((name, expanded))
     if "summary" not in dict(rendered):
-        summary = templates.summary_text(
+        summary = templates.default_summary(
             kpi.name,
             level,
             labels,

@@ -37,7 +37,7 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final, Literal, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Final, Literal, NamedTuple
 
 import orjson
 
@@ -54,6 +54,7 @@ from kpimon.notify.model import (
     event_to_json,
 )
 from kpimon.notify.routing import repeat_due, route
+from kpimon.notify.silences import SilenceCheck
 
 if TYPE_CHECKING:
     from kpimon.kpi.engine import KpiRuntime
@@ -65,12 +66,6 @@ log = logging.getLogger("kpimon.hooks")
 
 FLAPPING_LEVEL: Final = "flapping"
 """The ``level`` of a flapping notice's event: its dedup key differs from every level's."""
-
-
-class SilenceCheck(Protocol):
-    """Whether a silence covers an alert with ``labels`` at Unix time ``t``."""
-
-    def silenced(self, labels: Labels, t: float) -> bool: ...
 
 
 class Notification(NamedTuple):

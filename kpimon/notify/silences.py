@@ -34,6 +34,7 @@ from typing import Final, Literal, Protocol
 from kpimon.config.matchers import Matcher
 from kpimon.kpi.schedule import DAY_NAMES, Window
 from kpimon.labels import Labels
+from kpimon.notify.model import rfc3339
 
 __all__ = [
     "MAX_API_SILENCES",
@@ -237,12 +238,6 @@ def parse_rfc3339(text: str) -> float:
     if not 0 <= t < _YEAR_10000:
         raise ValueError(f'invalid time "{text}": not between 1970 and 9999 (UTC)')
     return t
-
-
-def rfc3339(t: float) -> str:
-    """Unix seconds as RFC 3339 UTC with milliseconds (``2026-11-29T01:00:00.000Z``)."""
-    stamp = dt.datetime.fromtimestamp(round(t, 3), tz=dt.UTC)
-    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
 
 
 def json_time(t: float) -> str | None:

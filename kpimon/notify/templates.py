@@ -363,27 +363,7 @@ def render_with(text: str, variables: dict[str, Any]) -> str:
     return _compiled(text).render(variables)
 
 
-def default_summary(context: Context) -> str:
-    """``CPU on db1 has been at 72.4%, above warning (70), for 47m — owner platform-team``.
-
-    The subject is the KPI's name, and "on <instance>" when the alert has an ``instance``
-    label (else its series labels in braces, if any).
-    """
-    return summary_text(
-        context.kpi,
-        context.level,
-        context.labels,
-        value=context.value,
-        threshold=context.threshold,
-        direction=context.direction,
-        unit=context.unit,
-        owner=context.owner,
-        lasted_s=context.now - context.active_at,
-        resolved=context.resolved,
-    )
-
-
-def summary_text(
+def default_summary(
     kpi: str,
     level: str,
     labels: Labels,
@@ -396,8 +376,12 @@ def summary_text(
     lasted_s: float,
     resolved: bool,
 ) -> str:
-    """:func:`default_summary` from its facts (no :class:`Context` to build: a burst of
-    1,000 alerts writes 1,000 summaries in one tick)."""
+    """``CPU on db1 has been at 72.4%, above warning (70), for 47m — owner platform-team``.
+
+    The subject is the KPI's name, and "on <instance>" when the alert has an ``instance``
+    label (else its series labels in braces, if any). Made from the facts, not from a
+    :class:`Context`: a burst of 1,000 alerts writes 1,000 summaries in one tick.
+    """
     by_name = dict(labels)
     instance = by_name.get("instance")
     subject = kpi
