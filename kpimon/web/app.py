@@ -8,7 +8,6 @@ errors the way the Prometheus HTTP API does: ``{"status": "error", "errorType", 
 from __future__ import annotations
 
 import html
-import json
 import logging
 import math
 from collections.abc import Callable, Mapping
@@ -30,6 +29,7 @@ from kpimon.slo.health import health_doc
 from kpimon.textfmt import json_number
 from kpimon.web import silences as silence_api
 from kpimon.web.render import CONTENT_TYPE, MetricsView, Renderer
+from kpimon.web.responses import api_error, api_json
 
 log = logging.getLogger("kpimon.http")
 
@@ -60,18 +60,6 @@ class DaemonView(Protocol):
 
 DAEMON = web.AppKey("daemon", DaemonView)
 RENDERER = web.AppKey("renderer", Renderer)
-
-
-def _json(doc: object, status: int = 200) -> web.Response:
-    return web.json_response(doc, status=status, dumps=_strict_dumps)
-
-
-def _strict_dumps(doc: object) -> str:
-    return json.dumps(doc, allow_nan=False)
-
-
-def _error(status: int, error_type: str, message: str) -> web.Response:
-    return _json({"status": "error", "errorType": error_type, "error": message}, status)
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -117,15 +105,15 @@ def _kpi_docs(daemon: DaemonView, name: str | None = None) -> list[dict[str, obj
 
 
 async def api_kpis(request: web.Request) -> web.Response:
-    return _json({"status": "success", "data": _kpi_docs(request.app[DAEMON])})
+    return api_json({"status": "success", "data": _kpi_docs(request.app[DAEMON])})
 
 
 async def api_kpi(request: web.Request) -> web.Response:
     daemon = request.app[DAEMON]
     name = request.match_info["name"]
     if name not in daemon.engine.kpis:
-        return _error(404, "not_found", f'no KPI named "{name}"')
-    return _json({"status": "success", "data": _kpi_docs(daemon, name)})
+        return api_error(404, "not_found", f'no KPI named "{name}"')
+    return api_json({"status": "success", "data": _kpi_docs(daemon, name)})
 
 
 def series_filter(query: Mapping[str, str]) -> Callable[[Labels], bool] | None:
@@ -171,13 +159,13 @@ async def api_explain(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     rt = daemon.engine.kpis.get(name)
     if rt is None:
-        return _error(404, "not_found", f'no KPI named "{name}"')
+        return api_error(404, "not_found", f'no KPI named "{name}"')
     try:
         select = series_filter(request.query)
     except ValueError as exc:
-        return _error(400, "bad_data", str(exc))
+        return api_error(400, "bad_data", str(exc))
     exp = explain(rt.kpi, rt.state, daemon.now(), daemon.evaluation_interval_s, select)
-    return _json({"status": "success", "data": explanation_doc(exp, rt.last_error)})
+    return api_json({"status": "success", "data": explanation_doc(exp, rt.last_error)})
 
 
 def _go_float(value: float) -> str:
@@ -201,17 +189,17 @@ async def api_alerts(request: web.Request) -> web.Response:
         for rt in request.app[DAEMON].engine.kpis.values()
         for a in open_alerts(rt)
     ]
-    return _json({"status": "success", "data": {"alerts": alerts}})
+    return api_json({"status": "success", "data": {"alerts": alerts}})
 
 
 async def api_services(request: web.Request) -> web.Response:
     """Each service's health (docs/slo.md), as /metrics shows it."""
     services = request.app[DAEMON].metrics_view().services
-    return _json({"status": "success", "data": [health_doc(h) for h in services]})
+    return api_json({"status": "success", "data": [health_doc(h) for h in services]})
 
 
 async def api_not_found(request: web.Request) -> web.Response:
-    return _error(404, "not_found", f"no such endpoint: {request.path}")
+    return api_error(404, "not_found", f"no such endpoint: {request.path}")
 
 
 async def healthy(request: web.Request) -> web.Response:
@@ -282,7 +270,7 @@ async def _internal_errors(request: web.Request, handler: Handler) -> web.Stream
         if not request.path.startswith("/api/"):
             raise
         log.exception("internal error serving %s", request.path)
-        return _error(500, "internal", f"internal error: {type(exc).__name__}: {exc}")
+        return api_error(500, "internal", f"internal error: {type(exc).__name__}: {exc}")
 
 
 def build_app(daemon: DaemonView, silences: SilenceSet | None = None) -> web.Application:

@@ -36,6 +36,7 @@ from kpimon.notify.silences import (
     rfc3339,
     window_doc,
 )
+from kpimon.web.responses import api_error, api_json
 
 log = logging.getLogger("kpimon.http")
 
@@ -207,38 +208,30 @@ def silence_from_json(body: object, *, now: float, new_id: str) -> Silence:
     )
 
 
-def _json(doc: object, status: int = 200) -> web.Response:
-    return web.json_response(doc, status=status, dumps=lambda d: json.dumps(d, allow_nan=False))
-
-
-def _error(status: int, error_type: str, message: str) -> web.Response:
-    return _json({"status": "error", "errorType": error_type, "error": message}, status)
-
-
 def _failure(exc: Exception) -> web.Response:
     """The answer to a refused change."""
     if isinstance(exc, UnknownSilenceError):
-        return _error(404, "not_found", str(exc))
+        return api_error(404, "not_found", str(exc))
     if isinstance(exc, ReadOnlySilenceError):
-        return _error(403, "forbidden", str(exc))
+        return api_error(403, "forbidden", str(exc))
     if isinstance(exc, SilenceStoreError):
         log.error("silence not saved err=%s", exc)
-        return _error(503, "unavailable", f"the silence could not be saved: {exc}")
-    return _error(400, "bad_data", str(exc))
+        return api_error(503, "unavailable", f"the silence could not be saved: {exc}")
+    return api_error(400, "bad_data", str(exc))
 
 
 async def list_silences(request: web.Request) -> web.Response:
     now = request.app[NOW]()
     docs = [silence_doc(s, now) for s in request.app[SILENCES].all()]
-    return _json({"status": "success", "data": docs})
+    return api_json({"status": "success", "data": docs})
 
 
 async def get_silence(request: web.Request) -> web.Response:
     sid = request.match_info["id"]
     silence = request.app[SILENCES].get(sid)
     if silence is None:
-        return _error(404, "not_found", f"no silence with id {sid}")
-    return _json({"status": "success", "data": silence_doc(silence, request.app[NOW]())})
+        return api_error(404, "not_found", f"no silence with id {sid}")
+    return api_json({"status": "success", "data": silence_doc(silence, request.app[NOW]())})
 
 
 async def _body(request: web.Request) -> bytes | None:
@@ -259,11 +252,11 @@ async def _body(request: web.Request) -> bytes | None:
 async def post_silence(request: web.Request) -> web.Response:
     raw = await _body(request)
     if raw is None:
-        return _error(413, "bad_data", f"request body larger than {MAX_BODY_BYTES} bytes")
+        return api_error(413, "bad_data", f"request body larger than {MAX_BODY_BYTES} bytes")
     try:
         body = json.loads(raw)
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
-        return _error(400, "bad_data", f"invalid JSON body: {exc}")
+        return api_error(400, "bad_data", f"invalid JSON body: {exc}")
     silences = request.app[SILENCES]
     now = request.app[NOW]()
     new_id = str(uuid.uuid4())
@@ -282,7 +275,7 @@ async def post_silence(request: web.Request) -> web.Response:
     doc: dict[str, object] = {"status": "success", "data": {"silenceID": silence.id}}
     if not silences.persistent:
         doc["warnings"] = [NOT_PERSISTENT]
-    return _json(doc)
+    return api_json(doc)
 
 
 async def delete_silence(request: web.Request) -> web.Response:
@@ -293,7 +286,7 @@ async def delete_silence(request: web.Request) -> web.Response:
     except (SilenceError, SilenceStoreError) as exc:
         return _failure(exc)
     log.info("silence expired id=%s", sid)
-    return _json({"status": "success", "data": silence_doc(silence, now)})
+    return api_json({"status": "success", "data": silence_doc(silence, now)})
 
 
 def setup(app: web.Application, silences: SilenceSet, now: Callable[[], float]) -> None:
