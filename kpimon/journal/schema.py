@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from kpimon.errors import JournalError
 from kpimon.journal.translog import migrate_rows_to_batches
+from kpimon.journal.txn import write_transaction
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,8 +221,7 @@ def migrate(conn: sqlite3.Connection) -> tuple[int, int]:
     for m in MIGRATIONS:
         if m.version <= version:
             continue
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with write_transaction(conn):
             if version == 0:
                 conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
                 conn.execute("INSERT INTO schema_version (version) VALUES (0)")
@@ -232,9 +232,5 @@ def migrate(conn: sqlite3.Connection) -> tuple[int, int]:
             for statement in m.after:
                 conn.execute(statement)
             conn.execute("UPDATE schema_version SET version = ?", (m.version,))
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
         version = m.version
     return before, version

@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
+from kpimon.journal.txn import write_transaction
 from kpimon.notify.model import AlertEvent, event_from_json, event_to_json
 from kpimon.notify.policy import KINDS, Kind, Plan
 
@@ -316,16 +317,10 @@ class Outbox:
         # resolve, is done.
         batch = [*self._unwritten, (sql, params)]
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            with write_transaction(conn):
                 for text, rows in batch:
                     conn.executemany(text, rows)
-                conn.execute("COMMIT")
-                self._unwritten = []
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+            self._unwritten = []
         except sqlite3.Error as exc:
             # The rows stay pending on disk until a later update succeeds: after a restart
             # before that they are sent again (same dedup key); in this run they are done.

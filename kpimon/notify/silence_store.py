@@ -20,6 +20,7 @@ from collections.abc import Sequence
 
 from kpimon.config.matchers import parse_matcher
 from kpimon.errors import JournalError
+from kpimon.journal.txn import write_transaction
 from kpimon.notify.silences import Silence, SilenceStoreError
 
 log = logging.getLogger("kpimon.silences")
@@ -117,13 +118,7 @@ class JournalSilenceStore:
     def _write(self, what: str, sql: str, rows: list[tuple[object, ...]]) -> None:
         conn = self._conn
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            with write_transaction(conn):
                 conn.executemany(sql, rows)
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
         except sqlite3.Error as exc:
             raise self._fail(what, exc) from None
