@@ -479,6 +479,8 @@ class Journal:
         rows = np.flatnonzero(state.dirty)
         n = len(state)
         first = name not in self._status_logged
+        texts = self._rows(state).texts
+        forgotten = list(map(self._label_texts.__getitem__, state.forgotten))
         reportlog.record_statuses(
             conn,
             name,
@@ -486,8 +488,8 @@ class Journal:
             state,
             np.arange(n) if first else rows,
             None if first else self.heartbeat,
-            self._rows(state).texts,
-            map(self._label_texts.__getitem__, state.forgotten),
+            texts,
+            forgotten,
         )
         since = self._since_full.get(name)
         # A full chunk replaces the KPI's chunks once they would hold more records than it.
@@ -498,8 +500,8 @@ class Journal:
             return
         # One JSON label set per line (JSON escapes newlines): restoring splits the lines and
         # parses only the label sets still live.
-        labels = "\n".join(map(self._rows(state).texts.__getitem__, rows.tolist()))
-        gone = "" if full else "\n".join(map(self._label_texts.__getitem__, state.forgotten))
+        labels = "\n".join(map(texts.__getitem__, rows.tolist()))
+        gone = "" if full else "\n".join(forgotten)
         cur = conn.execute(
             "INSERT INTO state_chunks (kpi_id, t, full, n, labels, gone, records) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
