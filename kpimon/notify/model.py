@@ -16,7 +16,7 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Any, Final, Literal
 from urllib.parse import quote
 
 import orjson
@@ -281,8 +281,17 @@ def event_from_json(text: str) -> AlertEvent:
     Raises:
         ValueError: ``text`` is not such a JSON document.
     """
+    return event_from_dict(json.loads(text))
+
+
+def event_from_dict(d: Any) -> AlertEvent:
+    """The :class:`AlertEvent` of :func:`event_to_json`'s document, already parsed (a planner
+    record holds one).
+
+    Raises:
+        ValueError: ``d`` is not such a document.
+    """
     try:
-        d = json.loads(text)
         status = d["status"]
         if status not in ("firing", "resolved"):
             raise ValueError(f"invalid status {status!r}")

@@ -50,7 +50,7 @@ from kpimon.notify.model import (
     Status,
     build_event,
     dedup_key,
-    event_from_json,
+    event_from_dict,
     event_to_json,
 )
 from kpimon.notify.routing import repeat_due, route
@@ -168,7 +168,7 @@ class _Alert:
             fingerprint=str(d["fingerprint"]),
             level=str(d["level"]),
             series=tuple((str(k), str(v)) for k, v in d["series"]),
-            event=event_from_json(json.dumps(d["event"])),
+            event=event_from_dict(d["event"]),
             told=told,
             notice=bool(d["notice"]),
         )
