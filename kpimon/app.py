@@ -310,7 +310,6 @@ class Daemon:
     def _configure_notifications(self, n: Notifications, hooks: list[Hook]) -> None:
         """Point the planner and the workers at the current config (start-up, reload):
         queued rows of hooks that still exist stay; those of removed hooks are dropped."""
-        n.planner.silences = self.silences
         n.planner.configure(
             self.cfg.alerting,
             [h.name for h in hooks if h.name.startswith("alertmanager:")],

@@ -83,8 +83,6 @@ class Tiers:
         self.main = Store(retention_s=tiers.main_range_s + padding_s, min_interval_s=min_interval_s)
         self.long: Store | None = None
         self.plan = tiers
-        self._padding_s = padding_s
-        self._min_interval_s = min_interval_s
         self._keep: dict[str, tuple[Sequence[bytes], int, list[bytes], list[int] | None]] = {}
         self.reconfigure(tiers, padding_s=padding_s, min_interval_s=min_interval_s)
 
@@ -111,7 +109,6 @@ class Tiers:
         if tiers.long_names != self.plan.long_names:
             self._keep.clear()
         self.plan = tiers
-        self._padding_s, self._min_interval_s = padding_s, min_interval_s
 
     def for_expr(self, expr: CompiledExpr) -> Store:
         """The store ``expr`` reads."""
