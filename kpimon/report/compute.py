@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from kpimon.journal.reportlog import STATUS_GONE, STATUS_KPI_GONE, StatusChange
 from kpimon.journal.translog import TransitionRecord
+from kpimon.kpi.machine import STATUS_NAMES
 from kpimon.kpi.summary import rfc3339
 from kpimon.labels import Labels
 from kpimon.report.intervals import Interval, clip, length, overlap, pieces, union
@@ -30,7 +31,6 @@ from kpimon.report.slos import SloStats
 
 STATUS_ORDER = ("ok", "warning", "critical", "no_data")
 """The order in which reports list statuses."""
-_NAMES = {-1: "no_data", 0: "ok", 1: "warning", 2: "critical"}
 _RANK = {"ok": 0, "no_data": 1, "warning": 2, "critical": 3}
 """Worst first when a KPI's series disagree: a breach outranks not knowing, which outranks ok."""
 _BY_RANK = sorted(_RANK, key=_RANK.__getitem__)
@@ -329,7 +329,7 @@ def _segments(
         end = ordered[i + 1][0] if i + 1 < len(ordered) else math.inf
         a, b = max(t, p0), min(end, p1)
         if b > a and status != STATUS_GONE:
-            out.append((a, b, _NAMES.get(status, "no_data")))
+            out.append((a, b, STATUS_NAMES.get(status, "no_data")))
     return out
 
 

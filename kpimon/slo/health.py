@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
+from kpimon.kpi.machine import STATUS_NAMES
 from kpimon.slo.model import Service
 
 if TYPE_CHECKING:
@@ -112,14 +113,6 @@ def services_health(
     return [service_health(s, status_of) for s in services]
 
 
-_STATUS_NAMES: Final[Mapping[int, str]] = {
-    STATUS_NO_DATA: "no_data",
-    STATUS_OK: "ok",
-    STATUS_WARNING: "warning",
-    STATUS_CRITICAL: "critical",
-}
-
-
 def health_doc(h: ServiceHealth) -> dict[str, object]:
     """One service for ``/api/v1/services`` (the score is null when it is NaN)."""
     importance = {m.kpi: m.importance for m in h.service.kpis}
@@ -129,13 +122,13 @@ def health_doc(h: ServiceHealth) -> dict[str, object]:
         "help": h.service.help,
         "labels": dict(h.service.labels),
         "score": None if math.isnan(h.score) else h.score,
-        "status": _STATUS_NAMES[h.status],
+        "status": STATUS_NAMES[h.status],
         "status_code": h.status,
         "kpis": [
             {
                 "kpi": kpi,
                 "importance": importance[kpi],
-                "status": _STATUS_NAMES[s],
+                "status": STATUS_NAMES[s],
                 "status_code": s,
             }
             for kpi, s in h.kpi_status
