@@ -62,7 +62,7 @@ from kpimon.config.probes import (
     ssl_context,
 )
 from kpimon.labels import Labels
-from kpimon.sources.scrape import USER_AGENT, Batch
+from kpimon.sources.scrape import USER_AGENT, Batch, only_wanted
 
 __all__ = [
     "JOB",
@@ -674,14 +674,14 @@ class ProbeSource:
             samples.append((b"probe_ssl_earliest_cert_expiry", outcome.cert_expiry))
         samples.append((b"kpimon_probe_success_ratio_30d", ratio))
         samples.append((b"kpimon_probe_attempts_30d", float(attempts)))
-        total = len(samples)
+        keys = [k for k, _ in samples]
+        values = np.array([v for _, v in samples], dtype=np.float64)
         if self._wanted is not None:
-            wanted = self._wanted
-            samples = [s for s in samples if s[0].partition(b"{")[0] in wanted]
+            keys, values = only_wanted(keys, values, self._wanted)
         return Batch(
-            keys=[k for k, _ in samples],
-            values=np.array([v for _, v in samples], dtype=np.float64),
-            samples_total=total,
+            keys=keys,
+            values=values,
+            samples_total=len(samples),
             malformed_total=0,
             issues=(),
             body_bytes=outcome.body_length,

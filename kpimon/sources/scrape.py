@@ -268,7 +268,7 @@ class HttpSource:
         malformed, issues = exposition.malformed_total, exposition.issues
         if validate:
             assert target.wanted is not None
-            keys, values = _only_wanted(keys, values, target.wanted)
+            keys, values = only_wanted(keys, values, target.wanted)
             self._last_full_malformed = malformed
         elif malformed < self._last_full_malformed:
             malformed = self._last_full_malformed  # as found by the last full validation
@@ -403,7 +403,7 @@ def _metric_name(key: bytes) -> bytes:
         return b""
 
 
-def _only_wanted(
+def only_wanted(
     keys: list[bytes], values: NDArray[np.float64], wanted: frozenset[bytes]
 ) -> tuple[list[bytes], NDArray[np.float64]]:
     """The samples of ``keys``/``values`` whose metric name is wanted."""
@@ -510,7 +510,7 @@ class HostSource:
         total = len(keys)
         wanted = self._definition[3]
         if wanted is not None:
-            keys, values = _only_wanted(keys, values, wanted)
+            keys, values = only_wanted(keys, values, wanted)
         return Batch(
             keys=keys,
             values=values,
