@@ -30,16 +30,7 @@ def clip(intervals: Iterable[Interval], start: float, end: float) -> list[Interv
 
 def overlap(a: float, b: float, within: Sequence[Interval], starts: Sequence[float]) -> float:
     """Length of ``[a, b)`` inside ``within`` (sorted, disjoint; ``starts`` their starts)."""
-    if b <= a:
-        return 0.0
-    total = 0.0
-    i = max(0, bisect.bisect_right(starts, a) - 1)
-    while i < len(within) and within[i][0] < b:
-        lo, hi = max(a, within[i][0]), min(b, within[i][1])
-        if hi > lo:
-            total += hi - lo
-        i += 1
-    return total
+    return sum((hi - lo for lo, hi in pieces(a, b, within, starts)), 0.0)
 
 
 def pieces(
