@@ -38,3 +38,10 @@ def json_number(x: float | None) -> float | str | None:
 def count(n: int, noun: str) -> str:
     """``1 file``, ``2 files``: ``n`` and ``noun``, plural with an ``s`` unless n is 1."""
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def family_header(name: str, doc: str, kind: str = "gauge") -> str:
+    """The ``# HELP`` and ``# TYPE`` lines of a metric family (text format 0.0.4: backslashes
+    and newlines in the help text escaped)."""
+    escaped = doc.replace("\\", "\\\\").replace("\n", "\\n")
+    return f"# HELP {name} {escaped}\n# TYPE {name} {kind}\n"

@@ -12,11 +12,7 @@ from kpimon.config.durations import format_duration
 from kpimon.labels import label_body
 from kpimon.slo.health import ServiceHealth
 from kpimon.slo.tracker import SloReading
-from kpimon.textfmt import exposition_number
-
-
-def _help(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n")
+from kpimon.textfmt import exposition_number, family_header
 
 
 def render_families(
@@ -30,7 +26,7 @@ def render_families(
 
 
 def _family(out: list[str], name: str, doc: str) -> None:
-    out.append(f"# HELP {name} {_help(doc)}\n# TYPE {name} gauge\n")
+    out.append(family_header(name, doc))
 
 
 def _slo_families(slos: Sequence[SloReading], out: list[str]) -> None:

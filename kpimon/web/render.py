@@ -23,7 +23,7 @@ from kpimon.labels import Labels, escape_value, label_body
 from kpimon.slo.health import ServiceHealth
 from kpimon.slo.metrics import render_families as slo_families
 from kpimon.slo.tracker import SloReading
-from kpimon.textfmt import exposition_number
+from kpimon.textfmt import exposition_number, family_header
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -105,10 +105,6 @@ class SampleSnapshotView:
     """0 before the first snapshot whose files were all written."""
     duration_s: float
     failures: int
-
-
-def _help_esc(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n")
 
 
 def _nums(a: np.ndarray) -> list[str]:
@@ -202,7 +198,7 @@ class Renderer:
         ]
 
         def family(name: str, kind: str, doc: str) -> None:
-            out.append(f"# HELP {name} {_help_esc(doc)}\n# TYPE {name} {kind}\n")
+            out.append(family_header(name, doc, kind))
 
         family("kpimon_kpi_info", "gauge", "KPI metadata: owner, unit and help text (always 1).")
         for rt in view.kpis:
@@ -307,7 +303,7 @@ class Renderer:
         doc: str,
         values: Callable[[KpiState], npt.NDArray[np.float64]],
     ) -> None:
-        out.append(f"# HELP {name} {_help_esc(doc)}\n# TYPE {name} {kind}\n")
+        out.append(family_header(name, doc, kind))
         for rt, bodies in per_series:
             arr = values(rt.state)
             for li, lv in enumerate(rt.rule.levels):
@@ -320,7 +316,7 @@ class Renderer:
     @staticmethod
     def _self_families(view: MetricsView, out: list[str]) -> None:
         def gauge(name: str, doc: str, samples: Iterable[tuple[Mapping[str, str], float]]) -> None:
-            out.append(f"# HELP {name} {_help_esc(doc)}\n# TYPE {name} gauge\n")
+            out.append(family_header(name, doc))
             for labels, v in samples:
                 body = label_body(sorted(labels.items()))
                 out.append(
