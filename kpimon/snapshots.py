@@ -144,7 +144,7 @@ class SampleSnapshots:
             t = self._clock.wall()
             fut = asyncio.ensure_future(asyncio.to_thread(self._write_all, jobs, t))
             self._inflight = fut
-            fut.add_done_callback(lambda f: self._account(f, t, started, final=False))
+            fut.add_done_callback(lambda f: self._account(f, t, started))
             results = await asyncio.shield(fut)
             return all(r.error is None for r in results)
 
@@ -180,9 +180,7 @@ class SampleSnapshots:
                     out.append(FileResult(path, 0, exc))
         return out
 
-    def _account(
-        self, fut: asyncio.Future[list[FileResult]], t: float, started: float, *, final: bool
-    ) -> None:
+    def _account(self, fut: asyncio.Future[list[FileResult]], t: float, started: float) -> None:
         if self._inflight is fut:
             self._inflight = None
         if fut.cancelled():  # (to_thread's future is not cancelled by cancelling its awaiter)
@@ -192,7 +190,7 @@ class SampleSnapshots:
             log.error("writing the sample snapshot failed err=%s", exc)
             self.failures_total += 1
             return
-        self._record(fut.result(), t, started, final=final)
+        self._record(fut.result(), t, started, final=False)
 
     def _record(self, results: list[FileResult], t: float, started: float, *, final: bool) -> None:
         """Count, time and log one snapshot's results (on the loop's thread)."""
