@@ -7,8 +7,10 @@ from the store: a 30-day range would make the store keep 30 days of every series
 (172,800 rows of 15 s samples, for all series, because its ring buffers are sized by the
 longest range any rule reads). Instead a **ledger** records the bad and total events of every
 5-minute bucket (8,640 buckets for 30 days: two floats each per SLO) and sums the buckets of
-the last window. It is kept in memory only: after a start the window covers the time since,
-which ``kpimon_slo_window_coverage_ratio`` shows (docs/slo.md).
+the last window. The daemon saves each ledger in the journal once per bucket
+(:meth:`SloTracker.unsaved_ledgers`, :mod:`kpimon.journal.auxstate`) and restores it at
+start-up (:meth:`SloTracker.restore`); what the window lacks (a first start, an outage) is
+shown by ``kpimon_slo_window_coverage_ratio`` (docs/slo.md).
 
 Pure: time and store are passed in; no I/O, never awaits.
 """
