@@ -373,16 +373,7 @@ class Planner:
             if a.notice:
                 self._flapping.pop((a.kpi, a.series), None)
                 summary = f"KPI {a.kpi} was removed or changed: its flapping state was dropped"
-                settled = dataclasses.replace(
-                    a.event, status="resolved", resolved_at=t, annotations=(("summary", summary),)
-                )
-                out.extend(
-                    Notification(hook=h, key=a.key, kind="settled", event=settled, created_at=t)
-                    for h in a.told
-                    if h in self._names
-                )
-                self._forget(a)
-                changed[a.key] = None
+                self._settle(a, t, summary, out, changed)
                 continue
             if a.event.status == "firing":
                 summary = (
@@ -551,29 +542,34 @@ class Planner:
         a = self._alerts.get(key) if key else None
         if a is not None:
             subject = f"{name} {format_labels(ev.labels)}" if ev.labels else name
-            settled = dataclasses.replace(
-                a.event,
-                status="resolved",
-                resolved_at=t,
-                annotations=(
-                    (
-                        "summary",
-                        f"{subject} has settled ({ev.percent:.0f}% state changes); its "
-                        "current state follows",
-                    ),
-                ),
+            summary = (
+                f"{subject} has settled ({ev.percent:.0f}% state changes); its current state "
+                "follows"
             )
-            for hook in a.told:
-                if hook in self._names:
-                    out.append(
-                        Notification(
-                            hook=hook, key=key, kind="settled", event=settled, created_at=t
-                        )
-                    )
-            self._forget(a)
-            changed[key] = None
+            self._settle(a, t, summary, out, changed)
         for other in self._series.get((name, ev.labels), {}).values():
             touched.setdefault(other, None)
+
+    def _settle(
+        self,
+        a: _Alert,
+        t: float,
+        summary: str,
+        out: list[Notification],
+        changed: dict[str, str | None],
+    ) -> None:
+        """Close flapping notice ``a``: a "settled" notice with ``summary`` to every hook still
+        configured that was told of it; then it is forgotten."""
+        settled = dataclasses.replace(
+            a.event, status="resolved", resolved_at=t, annotations=(("summary", summary),)
+        )
+        out.extend(
+            Notification(hook=h, key=a.key, kind="settled", event=settled, created_at=t)
+            for h in a.told
+            if h in self._names
+        )
+        self._forget(a)
+        changed[a.key] = None
 
     # -- reconciling what each hook was told with the alert's state -------------------
 
