@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Final
 
 from kpimon.journal.txn import write_transaction
 from kpimon.notify.model import AlertEvent, event_from_json, event_to_json
-from kpimon.notify.policy import KINDS, Kind, Plan
+from kpimon.notify.policy import KINDS, Kind, Notification, Plan
 
 if TYPE_CHECKING:
     from kpimon.journal import Journal
@@ -70,8 +70,8 @@ class Outbox:
     def __init__(self, conn: sqlite3.Connection | None, next_id: int = 1) -> None:
         self._conn = conn
         self._next_id = next_id
-        self._written: list[list[Row]] = []
-        self._pending_next_id = next_id
+        self._written: list[Row] = []
+        """The rows :meth:`write` INSERTed in the commit under way."""
         self._queues: dict[str, dict[int, Row]] = {}
         self.wake: Callable[[set[str]], None] | None = None
         self.records: list[tuple[str, str]] = []
@@ -124,33 +124,24 @@ class Outbox:
     def write(self, conn: sqlite3.Connection, plans: Sequence[object]) -> None:
         """Inside the commit's transaction: INSERT the plans' notifications, journal the
         planner's state changes."""
-        next_id = self._next_id
-        written: list[list[Row]] = []
-        inserts: list[tuple[object, ...]] = []
-        for plan in plans:
-            assert isinstance(plan, Plan)
-            rows = []
-            for n in plan.notifications:
-                row = Row(next_id, n.hook, n.key, n.kind, n.created_at, n.event, next_at=0.0)
-                next_id += 1
-                rows.append(row)
-                inserts.append(
-                    (
-                        row.id,
-                        n.hook,
-                        n.key,
-                        n.kind,
-                        n.created_at,
-                        n.event_json or event_to_json(n.event),
-                        "pending",
-                        0,
-                        None,
-                        row.next_at,
-                        None,
-                        "",
-                    )
-                )
-            written.append(rows)
+        new = _new_rows(plans, self._next_id)
+        inserts = [
+            (
+                row.id,
+                n.hook,
+                n.key,
+                n.kind,
+                n.created_at,
+                n.event_json or event_to_json(n.event),
+                "pending",
+                0,
+                None,
+                row.next_at,
+                None,
+                "",
+            )
+            for row, n in new
+        ]
         if inserts:
             conn.executemany("INSERT INTO outbox VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", inserts)
         # The last state of each key wins (a key deleted, then re-created, is present).
@@ -168,32 +159,19 @@ class Outbox:
                 "ON CONFLICT (key) DO UPDATE SET record = excluded.record",
                 live,
             )
-        self._written = written
-        self._pending_next_id = next_id
+        self._written = [row for row, _ in new]
 
     def committed(self, plans: Sequence[object]) -> None:
         """The commit succeeded: the rows join their queues; wake their hooks."""
         if self._conn is not None:
             written, self._written = self._written, []
-            self._next_id = self._pending_next_id
         else:
-            written = []
-            for plan in plans:
-                assert isinstance(plan, Plan)
-                rows = []
-                for n in plan.notifications:
-                    rows.append(
-                        Row(
-                            self._next_id, n.hook, n.key, n.kind, n.created_at, n.event, next_at=0.0
-                        )
-                    )
-                    self._next_id += 1
-                written.append(rows)
+            written = [row for row, _ in _new_rows(plans, self._next_id)]
+        self._next_id += len(written)
         hooks: set[str] = set()
-        for rows in written:
-            for row in rows:
-                self._queues.setdefault(row.hook, {})[row.id] = row
-                hooks.add(row.hook)
+        for row in written:
+            self._queues.setdefault(row.hook, {})[row.id] = row
+            hooks.add(row.hook)
         if hooks and self.wake is not None:
             self.wake(hooks)
 
@@ -329,3 +307,17 @@ class Outbox:
             log.error(
                 "acknowledging notifications in the journal failed rows=%d err=%s", len(params), exc
             )
+
+
+def _new_rows(plans: Sequence[object], first_id: int) -> list[tuple[Row, Notification]]:
+    """The pending rows of the plans' notifications, numbered from ``first_id``, each with its
+    notification."""
+    out: list[tuple[Row, Notification]] = []
+    for plan in plans:
+        assert isinstance(plan, Plan)
+        for n in plan.notifications:
+            row = Row(
+                first_id + len(out), n.hook, n.key, n.kind, n.created_at, n.event, next_at=0.0
+            )
+            out.append((row, n))
+    return out
