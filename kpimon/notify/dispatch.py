@@ -38,7 +38,7 @@ from kpimon.clock import Clock
 from kpimon.config.alerting import AlertingConfig
 from kpimon.kpi.machine import FlapEvent, Transition
 from kpimon.notify.alertmanager import RESEND_DELAY_S
-from kpimon.notify.model import SendResult
+from kpimon.notify.model import AlertEvent, SendResult
 from kpimon.notify.outbox import Outbox, Row
 from kpimon.notify.policy import Plan, Planner
 from kpimon.notify.registry import Hook
@@ -302,18 +302,24 @@ class Notifications:
             waiter.cancel()
             sleeper.cancel()
 
+    async def _call(self, w: _Worker, events: list[AlertEvent]) -> SendResult:
+        """``w``'s hook sends ``events`` (``w.sending`` meanwhile). A hook that raises instead
+        of reporting is a sender bug: logged with its traceback, and the result is retryable,
+        so that the worker goes on."""
+        w.sending = True
+        try:
+            return await w.hook.send(events)
+        except Exception as exc:
+            log.exception("hook raised instead of reporting hook=%s", w.hook.name)
+            return SendResult("retryable", f"{w.hook.name}: internal error: {type(exc).__name__}")
+        finally:
+            w.sending = False
+
     async def _send(self, w: _Worker, rows: list[Row]) -> None:
         hook = w.hook
         started = self.clock.wall()
         self.outbox.started(rows, started)
-        w.sending = True
-        try:
-            result = await hook.send([r.event for r in rows])
-        except Exception as exc:  # a sender bug must not stop the worker; retried like trouble
-            log.exception("hook raised instead of reporting hook=%s", hook.name)
-            result = SendResult("retryable", f"{hook.name}: internal error: {type(exc).__name__}")
-        finally:
-            w.sending = False
+        result = await self._call(w, [r.event for r in rows])
         answered = self.clock.wall()
         if result.ok:
             self.outbox.finish(rows, "delivered", answered)
@@ -375,14 +381,7 @@ class Notifications:
         events = [e for key, e in self.planner.active(w.hook.name, now) if key not in pending]
         if not events:
             return
-        w.sending = True
-        try:
-            result = await w.hook.send(events)
-        except Exception as exc:  # as in _send: a sender bug must not stop the worker
-            log.exception("hook raised instead of reporting hook=%s", w.hook.name)
-            result = SendResult("retryable", f"{w.hook.name}: internal error: {exc!r}")
-        finally:
-            w.sending = False
+        result = await self._call(w, events)
         if result.ok:
             self.results[(w.hook.name, "resent")] += len(events)
         else:
