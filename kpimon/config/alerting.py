@@ -21,6 +21,7 @@ from kpimon.config.fields import (
     Problems,
     as_bool,
     as_map,
+    as_matchers,
     as_seq,
     as_str,
     as_str_map,
@@ -299,7 +300,7 @@ def _hook(
         check_keys(m, path, (*_COMMON_KEYS, *sorted(every)), problems)
         return None
     _check_hook_keys(m, path, kind, problems)
-    matchers = _matchers(m.get("matchers"), join_key(path, "matchers"), problems)
+    matchers = as_matchers(m.get("matchers"), join_key(path, "matchers"), problems)
     cont = False
     c_node = m.get("continue")
     if c_node is not None:
@@ -368,25 +369,6 @@ def _check_hook_keys(m: Map, path: str, kind: str, problems: Problems) -> None:
         return f'"{name}" is not used by hooks of type {kind} (only by {", ".join(owners)})'
 
     check_keys(m, path, (*_COMMON_KEYS, *_KIND_KEYS[kind]), problems, misplaced=misplaced)
-
-
-def _matchers(node: Node | None, path: str, problems: Problems) -> tuple[Matcher, ...]:
-    if node is None:
-        return ()
-    seq = as_seq(node, path, problems)
-    if seq is None:
-        return ()
-    out: list[Matcher] = []
-    for i, item in enumerate(seq.items):
-        sub = join_index(path, i)
-        text = as_str(item, sub, problems, nonempty=True)
-        if text is None:
-            continue
-        try:
-            out.append(parse_matcher(text))
-        except ValueError as exc:
-            problems.add(item.pos, sub, str(exc))
-    return tuple(out)
 
 
 def _check_url(text: str) -> str | None:

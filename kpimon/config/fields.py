@@ -17,6 +17,7 @@ from typing import Final
 
 from kpimon import labels as labelset
 from kpimon.config.durations import format_duration, parse_duration, parse_size
+from kpimon.config.matchers import Matcher, parse_matcher
 from kpimon.config.yamlload import Map, Node, Scalar, Seq, describe, join_index, join_key
 from kpimon.errors import Position, Problem
 
@@ -490,3 +491,25 @@ def as_checked_strs(
         elif text is not None:
             out.append(text)
     return out
+
+
+def as_matchers(node: Node | None, path: str, problems: Problems) -> tuple[Matcher, ...]:
+    """A list of Alertmanager-style matcher strings (``team="db"``, ``severity=~"warn.*"``);
+    each item that is not a non-empty string or does not parse is a problem at its position
+    (and left out)."""
+    if node is None:
+        return ()
+    seq = as_seq(node, path, problems)
+    if seq is None:
+        return ()
+    out: list[Matcher] = []
+    for i, item in enumerate(seq.items):
+        sub = join_index(path, i)
+        text = as_str(item, sub, problems, nonempty=True)
+        if text is None:
+            continue
+        try:
+            out.append(parse_matcher(text))
+        except ValueError as exc:
+            problems.add(item.pos, sub, str(exc))
+    return tuple(out)

@@ -15,6 +15,7 @@ from typing import Final
 from kpimon.config.fields import (
     Problems,
     as_map,
+    as_matchers,
     as_seq,
     as_str,
     check_keys,
@@ -22,7 +23,7 @@ from kpimon.config.fields import (
     require,
     str_or,
 )
-from kpimon.config.matchers import Matcher, parse_matcher
+from kpimon.config.matchers import Matcher
 
 # A silence's windows are read exactly as a level's schedule windows are, so that both accept
 # and reject the same things with the same words.
@@ -99,28 +100,15 @@ def _matchers(m: Map, path: str, problems: Problems) -> tuple[Matcher, ...] | No
     if node is None:
         return None
     sub = join_key(path, "matchers")
-    seq = as_seq(node, sub, problems)
-    if seq is None:
-        return None
-    out: list[Matcher] = []
-    ok = True
-    for i, item in enumerate(seq.items):
-        text = as_str(item, join_index(sub, i), problems, nonempty=True)
-        if text is None:
-            ok = False
-            continue
-        try:
-            out.append(parse_matcher(text))
-        except ValueError as exc:
-            problems.add(item.pos, join_index(sub, i), str(exc))
-            ok = False
-    if not ok:
+    before = len(problems)
+    out = as_matchers(node, sub, problems)
+    if len(problems) > before:
         return None
     why = check_matchers(out)
     if why is not None:
-        problems.add(seq.pos, sub, why + " (as in Alertmanager)" if not out else why)
+        problems.add(node.pos, sub, why + " (as in Alertmanager)" if not out else why)
         return None
-    return tuple(out)
+    return out
 
 
 def _time(m: Map, key: str, path: str, problems: Problems) -> float | None:
