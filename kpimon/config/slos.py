@@ -27,6 +27,7 @@ from kpimon.config.fields import (
     as_str,
     check_keys,
     claim_name,
+    duration_or,
     given_duration,
     list_items,
     one_of,
@@ -137,11 +138,11 @@ def _slo(node: Node, path: str, file: str, problems: Problems, extras: RuleExtra
     owner = required_str(m, "owner", path, problems, nonempty=True)
     help_text = str_or(m, "help", path, problems, "")
     objective = _objective(m, path, problems)
-    window_s = given_duration(m, "window", path, problems, positive=True)
+    window_s = duration_or(m, "window", path, problems, DEFAULT_WINDOW_S, positive=True)
     sli_node = require(m, "sli", path, problems)
     sli = None if sli_node is None else _sli(sli_node, join_key(path, "sli"), problems)
     min_events = _min_events(m, path, problems, sli)
-    alerts = _alerts(m, path, problems, DEFAULT_WINDOW_S if window_s is None else window_s)
+    alerts = _alerts(m, path, problems, window_s)
     no_data_for_s, no_data_severity = _no_data_alert(m, path, problems)
     labels = _labels(m, path, problems)
     annotations = as_annotations(m.get("annotations"), join_key(path, "annotations"), problems)
@@ -160,7 +161,7 @@ def _slo(node: Node, path: str, file: str, problems: Problems, extras: RuleExtra
         help=help_text,
         owner=owner,
         objective=objective,
-        window_s=DEFAULT_WINDOW_S if window_s is None else window_s,
+        window_s=window_s,
         sli=sli,
         min_events=min_events,
         alerts=alerts,
@@ -327,7 +328,7 @@ def _alert(node: Node, path: str, problems: Problems, window_s: float) -> BurnAl
                 join_key(path, "factor"),
                 f"a burn-rate factor must be greater than 0, got {plain_number(factor)}",
             )
-    for_s = given_duration(m, "for", path, problems)
+    for_s = duration_or(m, "for", path, problems, 0.0)
     if long_s is not None and short_s is not None and short_s >= long_s:
         problems.add(
             value_pos(m, "short"),
@@ -353,7 +354,7 @@ def _alert(node: Node, path: str, problems: Problems, window_s: float) -> BurnAl
         long_s=long_s,
         short_s=short_s,
         factor=factor,
-        for_s=0.0 if for_s is None else for_s,
+        for_s=for_s,
     )
 
 
@@ -366,9 +367,9 @@ def _no_data_alert(m: Map, path: str, problems: Problems) -> tuple[float, Severi
     if mm is None:
         return DEFAULT_NO_DATA_FOR_S, "critical"
     check_keys(mm, sub, ("for", "severity"), problems)
-    for_s = given_duration(mm, "for", sub, problems)
+    for_s = duration_or(mm, "for", sub, problems, DEFAULT_NO_DATA_FOR_S)
     severity = one_of(mm, "severity", sub, _SEVERITIES, "critical", problems)
-    return (DEFAULT_NO_DATA_FOR_S if for_s is None else for_s), cast(Severity, severity)
+    return for_s, cast(Severity, severity)
 
 
 def _labels(m: Map, path: str, problems: Problems) -> labelset.Labels | None:
@@ -469,10 +470,8 @@ def _member(
                 f'unknown KPI "{kpi}"{suggestion(kpi, seen)} (a service names KPIs of its own '
                 "rule file or of one loaded before it)",
             )
-        elif kpi is not None and not claim_name(
-            kpi, kpi_node, join_key(path, "kpi"), "KPI in this service", named, problems
-        ):
-            pass
+        elif kpi is not None:
+            claim_name(kpi, kpi_node, join_key(path, "kpi"), "KPI in this service", named, problems)
     importance = None
     imp_node = require(m, "importance", path, problems)
     if imp_node is not None:
