@@ -187,13 +187,17 @@ class ProbeConfig:
     """
 
     name: str
-    kind: Literal["http", "tcp"]
     http: HttpProbe | None = None
     tcp: TcpProbe | None = None
     interval_s: float
     timeout_s: float
     labels: labelset.Labels = labelset.EMPTY
     position: Position = field(compare=False)
+
+    @property
+    def kind(self) -> Literal["http", "tcp"]:
+        """``http`` or ``tcp``: which of the two probes is set."""
+        return "http" if self.http is not None else "tcp"
 
     @property
     def instance(self) -> str:
@@ -318,7 +322,6 @@ def _probe(
         return None
     return ProbeConfig(
         name=name,
-        kind="http" if http is not None else "tcp",
         http=http,
         tcp=tcp,
         interval_s=interval,

@@ -456,8 +456,7 @@ class ProbeSource:
     def window_fingerprint(self) -> str:
         """What the window counts: a journaled window is restored only into a probe of the
         same name, kind and instance."""
-        kind = "http" if self._config.http is not None else "tcp"
-        text = repr((self._config.name, kind, self._config.instance, _BUCKET_S))
+        text = repr((self._config.name, self._config.kind, self._config.instance, _BUCKET_S))
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
     def window_data(self) -> bytes:

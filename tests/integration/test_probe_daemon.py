@@ -88,7 +88,6 @@ async def test_the_30_day_window_forgets_what_is_older() -> None:
         source = ProbeSource(
             ProbeConfig(
                 name="flap",
-                kind="http",
                 http=HttpProbe(url=server.base + "/flap"),  # 200, 500, 200, ...
                 interval_s=30.0,
                 timeout_s=5.0,
@@ -111,7 +110,6 @@ async def test_only_wanted_metric_names_are_kept() -> None:
     async with probe_server() as server:
         config = ProbeConfig(
             name="web",
-            kind="http",
             http=HttpProbe(url=server.base + "/ok"),
             interval_s=30.0,
             timeout_s=5.0,

@@ -23,7 +23,6 @@ POS = Position("kpimon.yml", 1, 1)
 def http(url: str, *, timeout_s: float = 5.0, name: str = "web", **options: object) -> ProbeSource:
     config = ProbeConfig(
         name=name,
-        kind="http",
         http=HttpProbe(url=url, **options),  # type: ignore[arg-type]
         interval_s=30.0,
         timeout_s=timeout_s,
@@ -297,7 +296,6 @@ async def test_concurrency_is_bounded_by_the_limit() -> None:
             ProbeSource(
                 ProbeConfig(
                     name=f"p{i}",
-                    kind="http",
                     http=HttpProbe(url=server.base + "/hang"),
                     interval_s=30.0,
                     timeout_s=0.3,

@@ -22,7 +22,6 @@ def tcp(address: str, *, timeout_s: float = 5.0, **options: object) -> ProbeSour
     return ProbeSource(
         ProbeConfig(
             name="tcp",
-            kind="tcp",
             tcp=TcpProbe(address=address, **options),  # type: ignore[arg-type]
             interval_s=30.0,
             timeout_s=timeout_s,

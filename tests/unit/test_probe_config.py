@@ -42,7 +42,6 @@ def test_defaults_come_from_global_and_blackbox() -> None:
     website, fast = config.probes
     assert website == ProbeConfig(
         name="website",
-        kind="http",
         http=HttpProbe(url="https://user:pw@example.org/health"),
         interval_s=30.0,
         timeout_s=20.0,
