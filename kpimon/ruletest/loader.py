@@ -35,7 +35,6 @@ from kpimon.config.yamlload import (
     join_index,
     join_key,
     load_yaml,
-    position_at,
 )
 from kpimon.errors import Position, Problem
 from kpimon.ruletest.model import (
@@ -48,8 +47,8 @@ from kpimon.ruletest.model import (
     TestFile,
     TestGroup,
 )
-from kpimon.ruletest.series import SeriesError, expand_values, parse_metric
-from kpimon.ruletest.transload import parse_transition_test
+from kpimon.ruletest.series import SeriesError, expand_values
+from kpimon.ruletest.transload import metric_at, offset_pos, parse_transition_test
 
 _TOP_KEYS: Final = ("rule_files", "evaluation_interval", "group_eval_order", "tests")
 _GROUP_KEYS: Final = (
@@ -216,10 +215,6 @@ def _scalar_text(m: Map, key: str, path: str, problems: Problems) -> tuple[str, 
     return None if text is None else (text, node)
 
 
-def _at(node: Node, offset: int) -> Position:
-    return position_at(node, offset) if isinstance(node, Scalar) else node.pos
-
-
 def _series(node: Node, path: str, problems: Problems) -> InputSeries | None:
     m = as_map(node, path, problems)
     if m is None:
@@ -228,7 +223,9 @@ def _series(node: Node, path: str, problems: Problems) -> InputSeries | None:
     found = _scalar_text(m, "series", path, problems)
     labels = None
     if found is not None:
-        labels = _metric(found[0], found[1], join_key(path, "series"), problems, input_series=True)
+        labels = metric_at(
+            found[0], found[1], join_key(path, "series"), problems, input_series=True
+        )
     values_node = m.get("values")
     values: tuple[float | None, ...] = ()
     if values_node is not None:
@@ -237,7 +234,9 @@ def _series(node: Node, path: str, problems: Problems) -> InputSeries | None:
             try:
                 values = expand_values(text)
             except SeriesError as exc:
-                problems.add(_at(values_node, exc.offset), join_key(path, "values"), exc.message)
+                problems.add(
+                    offset_pos(values_node, exc.offset), join_key(path, "values"), exc.message
+                )
                 return None
     if labels is None or found is None:
         return None
@@ -245,17 +244,6 @@ def _series(node: Node, path: str, problems: Problems) -> InputSeries | None:
         problems.add(found[1].pos, join_key(path, "series"), "an input series needs a metric name")
         return None
     return InputSeries(labels=labels, values=values, position=m.pos)
-
-
-def _metric(
-    text: str, node: Node, path: str, problems: Problems, *, input_series: bool = False
-) -> labelset.Labels | None:
-    try:
-        labels = parse_metric(text, input_series=input_series)
-    except SeriesError as exc:
-        problems.add(_at(node, exc.offset), path, f"invalid series {text!r}: {exc.message}")
-        return None
-    return labels
 
 
 def _alert_test(node: Node, path: str, problems: Problems) -> AlertTest | None:
@@ -322,7 +310,7 @@ def _promql_test(node: Node, path: str, problems: Problems) -> PromqlTest | None
         labels_found = _scalar_text(sm, "labels", sub, problems)
         labels = None
         if labels_found is not None:
-            labels = _metric(labels_found[0], labels_found[1], join_key(sub, "labels"), problems)
+            labels = metric_at(labels_found[0], labels_found[1], join_key(sub, "labels"), problems)
         value_node = sm.get("value")
         value = 0.0 if value_node is None else _float(value_node, join_key(sub, "value"), problems)
         if labels is not None and value is not None:

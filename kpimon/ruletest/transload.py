@@ -27,6 +27,7 @@ from kpimon.config.fields import (
 )
 from kpimon.config.models import DEFAULT_OUTAGE_TOLERANCE_S
 from kpimon.config.yamlload import Map, Node, Scalar, join_index, join_key, position_at
+from kpimon.errors import Position
 from kpimon.kpi.machine import PHASES
 from kpimon.labels import EMPTY, Labels
 from kpimon.ruletest.model import ExpTransition, Gap, TransitionTest
@@ -265,11 +266,8 @@ def _labels(m: Map, path: str, problems: Problems) -> Labels | None:
     text = as_str(node, join_key(path, "labels"), problems)
     if text is None:
         return None
-    try:
-        labels = parse_metric(text)
-    except SeriesError as exc:
-        at = position_at(node, exc.offset) if isinstance(node, Scalar) else node.pos
-        problems.add(at, join_key(path, "labels"), f"invalid series {text!r}: {exc.message}")
+    labels = metric_at(text, node, join_key(path, "labels"), problems)
+    if labels is None:
         return None
     if any(name == "__name__" for name, _ in labels):
         problems.add(
@@ -296,3 +294,20 @@ def _phase(m: Map, key: str, path: str, problems: Problems) -> str | None:
         )
         return None
     return text
+
+
+def metric_at(
+    text: str, node: Node, path: str, problems: Problems, *, input_series: bool = False
+) -> Labels | None:
+    """:func:`~kpimon.ruletest.series.parse_metric`; a failure is a problem at the character
+    it names (``invalid series '...': ...``)."""
+    try:
+        return parse_metric(text, input_series=input_series)
+    except SeriesError as exc:
+        problems.add(offset_pos(node, exc.offset), path, f"invalid series {text!r}: {exc.message}")
+        return None
+
+
+def offset_pos(node: Node, offset: int) -> Position:
+    """The position of character ``offset`` of a scalar's value (the node's, for others)."""
+    return position_at(node, offset) if isinstance(node, Scalar) else node.pos
