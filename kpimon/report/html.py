@@ -21,7 +21,16 @@ from html import escape
 from kpimon.kpi.summary import format_value, rfc3339
 from kpimon.labels import format_labels
 from kpimon.report.compute import NOT_RUNNING, STATUS_ORDER, KpiStats, Report
-from kpimon.report.render import ERROR_BUDGET_NOTE, count, dur, groups, headline, pct
+from kpimon.report.render import (
+    ERROR_BUDGET_NOTE,
+    groups,
+    headline,
+    kpi_cells,
+    level_cells,
+    pct,
+    series_cells,
+    slo_cells,
+)
 
 COLOURS = {
     "ok": "#2e7d32",
@@ -74,19 +83,7 @@ def render_html(report: Report) -> str:
             "<table><tr><th>SLO</th><th>owner</th><th>objective</th><th>events</th><th>bad</th>"
             "<th>SLI</th><th>error budget spent</th><th>ledger coverage</th><th>note</th></tr>"
         )
-        for slo in report.slos:
-            cells = [
-                escape(slo.name),
-                escape(slo.owner),
-                f"{slo.objective:g}%",
-                count(slo.total),
-                count(slo.bad),
-                pct(slo.sli),
-                pct(slo.budget_spent),
-                pct(slo.coverage),
-                escape(slo.note or "-"),
-            ]
-            out.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+        out.extend(_html_row(slo_cells(slo)) for slo in report.slos)
         out.append("</table>")
     index = 0
     for group, kpis in groups(report):
@@ -97,19 +94,7 @@ def render_html(report: Report) -> str:
             + "<th>breaches</th><th>longest (top level)</th><th>MTTR (top level)</th>"
             "<th>MTBF (top level)</th></tr>"
         )
-        for k in kpis:
-            secs = dict(k.status_s)
-            top = k.levels[-1] if k.levels else None
-            cells = [
-                escape(k.info.name),
-                pct(k.availability),
-                *(dur(secs[s]) for s in STATUS_ORDER),
-                escape(" / ".join(f"{lv.breaches} {lv.level}" for lv in k.levels) or "-"),
-                (dur(top.longest_s) + (" (open)" if top.longest_open else "")) if top else "-",
-                dur(top.mttr_s) if top else "-",
-                dur(top.mtbf_s) if top else "-",
-            ]
-            out.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+        out.extend(_html_row(kpi_cells(k)) for k in kpis)
         out.append("</table>")
         for k in kpis:
             index += 1
@@ -118,6 +103,10 @@ def render_html(report: Report) -> str:
         out.append(f'<p class="note">Error budget: {escape(ERROR_BUDGET_NOTE)}.</p>')
     out += ["</body>", "</html>"]
     return "\n".join(out) + "\n"
+
+
+def _html_row(cells: list[str]) -> str:
+    return "<tr>" + "".join(f"<td>{escape(c)}</td>" for c in cells) + "</tr>"
 
 
 def _kpi_section(report: Report, k: KpiStats, index: int) -> list[str]:
@@ -140,20 +129,7 @@ def _kpi_section(report: Report, k: KpiStats, index: int) -> list[str]:
             "<th>ongoing at start</th><th>resolved</th><th>open at end</th><th>longest</th>"
             "<th>MTTR</th><th>MTBF</th><th>time breaching</th></tr>"
         )
-        for lv in k.levels:
-            cells = [
-                lv.level,
-                thresholds.get(lv.level, "?"),
-                str(lv.breaches),
-                str(lv.ongoing_at_start),
-                str(lv.resolved),
-                str(lv.open_at_end),
-                dur(lv.longest_s) + (" (open)" if lv.longest_open else ""),
-                dur(lv.mttr_s),
-                dur(lv.mtbf_s),
-                dur(lv.breach_s),
-            ]
-            out.append("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in cells) + "</tr>")
+        out.extend(_html_row(level_cells(lv, thresholds)) for lv in k.levels)
         out.append("</table>")
     if k.series:
         out.append(
@@ -161,15 +137,7 @@ def _kpi_section(report: Report, k: KpiStats, index: int) -> list[str]:
             + "".join(f"<th>{s}</th>" for s in STATUS_ORDER)
             + "<th>breaches</th></tr>"
         )
-        for s in k.series:
-            secs = dict(s.status_s)
-            cells = [
-                format_labels(s.labels) if s.labels else "{}",
-                pct(s.availability),
-                *(dur(secs[st]) for st in STATUS_ORDER),
-                " / ".join(f"{lv.breaches} {lv.level}" for lv in s.levels) or "-",
-            ]
-            out.append("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in cells) + "</tr>")
+        out.extend(_html_row(series_cells(s)) for s in k.series)
         out.append("</table>")
     return out
 

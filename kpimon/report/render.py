@@ -12,7 +12,15 @@ from collections.abc import Sequence
 from kpimon.config.durations import format_duration
 from kpimon.kpi.summary import rfc3339
 from kpimon.labels import format_labels
-from kpimon.report.compute import NOT_RUNNING, STATUS_ORDER, KpiStats, LevelStats, Report
+from kpimon.report.compute import (
+    NOT_RUNNING,
+    STATUS_ORDER,
+    KpiStats,
+    LevelStats,
+    Report,
+    SeriesStats,
+)
+from kpimon.report.slos import SloStats
 
 ERROR_BUDGET_NOTE = (
     "error budget spent is given for SLOs, from the 5-minute ledgers kpimon saves in the "
@@ -93,6 +101,68 @@ def _longest(lv: LevelStats) -> str:
     return dur(lv.longest_s) + (" (open)" if lv.longest_open else "")
 
 
+def slo_cells(slo: SloStats) -> list[str]:
+    """An SLO's row of the report's SLO table (markdown and HTML alike)."""
+    return [
+        slo.name,
+        slo.owner,
+        f"{slo.objective:g}%",
+        count(slo.total),
+        count(slo.bad),
+        pct(slo.sli),
+        pct(slo.budget_spent),
+        pct(slo.coverage),
+        slo.note or "-",
+    ]
+
+
+def kpi_cells(k: KpiStats) -> list[str]:
+    """A KPI's row of its group's table: availability, time per status, breaches, and the top
+    level's longest breach, MTTR and MTBF."""
+    secs = dict(k.status_s)
+    top = k.levels[-1] if k.levels else None
+    return [
+        k.info.name,
+        pct(k.availability),
+        *(dur(secs[s]) for s in STATUS_ORDER),
+        _breach_cell(k.levels),
+        _longest(top) if top else "-",
+        dur(top.mttr_s) if top else "-",
+        dur(top.mtbf_s) if top else "-",
+    ]
+
+
+def level_cells(lv: LevelStats, thresholds: dict[str, str]) -> list[str]:
+    """A level's row of its KPI's level table (``thresholds``: level name to its text)."""
+    return [
+        lv.level,
+        thresholds.get(lv.level, "?"),
+        str(lv.breaches),
+        str(lv.ongoing_at_start),
+        str(lv.resolved),
+        str(lv.open_at_end),
+        _longest(lv),
+        dur(lv.mttr_s),
+        dur(lv.mtbf_s),
+        dur(lv.breach_s),
+    ]
+
+
+def series_cells(s: SeriesStats) -> list[str]:
+    """A series' row of its KPI's series table (its label set first, as text)."""
+    secs = dict(s.status_s)
+    return [
+        format_labels(s.labels) if s.labels else "{}",
+        pct(s.availability),
+        *(dur(secs[st]) for st in STATUS_ORDER),
+        _breach_cell(s.levels),
+    ]
+
+
+def _md_row(cells: Sequence[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
 def render_markdown(report: Report) -> str:
     """The report as markdown: a headline, then per group a table of its KPIs, then per KPI
     its levels and series."""
@@ -107,12 +177,7 @@ def render_markdown(report: Report) -> str:
             "ledger coverage | note |"
         )
         out.append("|---|---|---:|---:|---:|---:|---:|---:|---|")
-        for slo in report.slos:
-            out.append(
-                f"| {slo.name} | {slo.owner} | {slo.objective:g}% | {count(slo.total)} | "
-                f"{count(slo.bad)} | {pct(slo.sli)} | {pct(slo.budget_spent)} | "
-                f"{pct(slo.coverage)} | {slo.note or '-'} |"
-            )
+        out.extend(_md_row(slo_cells(slo)) for slo in report.slos)
     for group, kpis in groups(report):
         out += ["", f"## {group}", ""]
         out.append(
@@ -120,15 +185,7 @@ def render_markdown(report: Report) -> str:
             "longest (top level) | MTTR (top level) | MTBF (top level) |"
         )
         out.append("|---|---:|---:|---:|---:|---:|---|---:|---:|---:|")
-        for k in kpis:
-            secs = dict(k.status_s)
-            top = k.levels[-1] if k.levels else None
-            out.append(
-                f"| {k.info.name} | {pct(k.availability)} | "
-                + " | ".join(dur(secs[s]) for s in STATUS_ORDER)
-                + f" | {_breach_cell(k.levels)} | {_longest(top) if top else '-'} | "
-                f"{dur(top.mttr_s) if top else '-'} | {dur(top.mtbf_s) if top else '-'} |"
-            )
+        out.extend(_md_row(kpi_cells(k)) for k in kpis)
         for k in kpis:
             out += ["", f"### {k.info.name}", ""]
             facts = [f"owner {k.info.owner}"]
@@ -153,13 +210,7 @@ def render_markdown(report: Report) -> str:
                     "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
                 ]
                 thresholds = {n: f"{d} {v:g}" for n, d, v in k.info.levels}
-                for lv in k.levels:
-                    out.append(
-                        f"| {lv.level} | {thresholds.get(lv.level, '?')} | {lv.breaches} | "
-                        f"{lv.ongoing_at_start} | {lv.resolved} | {lv.open_at_end} | "
-                        f"{_longest(lv)} | {dur(lv.mttr_s)} | {dur(lv.mtbf_s)} | "
-                        f"{dur(lv.breach_s)} |"
-                    )
+                out.extend(_md_row(level_cells(lv, thresholds)) for lv in k.levels)
             if k.series:
                 out += [
                     "",
@@ -167,14 +218,10 @@ def render_markdown(report: Report) -> str:
                     "|---|---:|---:|---:|---:|---:|---|",
                 ]
                 for s in k.series:
-                    secs = dict(s.status_s)
+                    name, *rest = series_cells(s)
                     # A | in a label value would end the cell (even inside the code span).
-                    name = (format_labels(s.labels) if s.labels else "{}").replace("|", "\\|")
-                    out.append(
-                        f"| `{name}` | {pct(s.availability)} | "
-                        + " | ".join(dur(secs[st]) for st in STATUS_ORDER)
-                        + f" | {_breach_cell(s.levels)} |"
-                    )
+                    name = name.replace("|", "\\|")
+                    out.append(_md_row([f"`{name}`", *rest]))
     if report.kpis:
         out += ["", f"_Error budget: {ERROR_BUDGET_NOTE}._"]
     return "\n".join(out) + "\n"
