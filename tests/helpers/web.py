@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from kpimon.config.loader import build_config
@@ -87,3 +88,17 @@ def feed_queues(daemon: Daemon, values: dict[str, float], t: float) -> None:
     daemon.store.ingest("app", target, keys, np.array(list(values.values())), t)
     daemon.engine.tick(t)
     daemon.t = t
+
+
+@asynccontextmanager
+async def exposition_target(body: bytes) -> AsyncIterator[str]:
+    """A scrape target on 127.0.0.1 (port 0) serving ``body`` as text format 0.0.4 at
+    ``/metrics``; yields its ``host:port``."""
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4"})
+
+    app = web.Application()
+    app.router.add_get("/metrics", handler)
+    async with TestServer(app, host="127.0.0.1", port=0) as server:
+        yield f"127.0.0.1:{server.port}"

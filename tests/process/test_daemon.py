@@ -10,11 +10,10 @@ import urllib.parse
 from pathlib import Path
 
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestServer
 
 from tests.helpers.daemon import kpimon
 from tests.helpers.debian import binary, fetch, free_port, promtool_check_metrics, running
+from tests.helpers.web import exposition_target
 
 EXPOSITION = b"""# HELP app_queue_depth Jobs waiting.
 # TYPE app_queue_depth gauge
@@ -64,15 +63,8 @@ def write_config(tmp_path: Path, target: str, rules: str) -> Path:
 
 @pytest.fixture(name="target")
 async def _target():
-    async def handler(request: web.Request) -> web.Response:
-        return web.Response(body=EXPOSITION, headers={"Content-Type": "text/plain; version=0.0.4"})
-
-    app = web.Application()
-    app.router.add_get("/metrics", handler)
-    server = TestServer(app, host="127.0.0.1", port=0)
-    await server.start_server()
-    yield f"127.0.0.1:{server.port}"
-    await server.close()
+    async with exposition_target(EXPOSITION) as target:
+        yield target
 
 
 def kpis(k) -> dict[str, dict]:

@@ -8,12 +8,11 @@ import signal
 from pathlib import Path
 
 import numpy as np
-from aiohttp import web
-from aiohttp.test_utils import TestServer
 
 from kpimon.store import snapshot
 from kpimon.store.layout import ABSENT_BITS, STALE_BITS
 from tests.helpers.daemon import kpimon
+from tests.helpers.web import exposition_target
 
 EXPOSITION = b'app_queue_depth{queue="mail"} 42\n'
 RULES = """
@@ -43,24 +42,16 @@ def mail_samples(k) -> float | None:  # type: ignore[no-untyped-def]
 
 
 async def test_a_crash_after_a_periodic_snapshot_keeps_the_history(tmp_path: Path) -> None:
-    async def handler(request: web.Request) -> web.Response:
-        return web.Response(body=EXPOSITION, headers={"Content-Type": "text/plain; version=0.0.4"})
-
-    app = web.Application()
-    app.router.add_get("/metrics", handler)
-    server = TestServer(app, host="127.0.0.1", port=0)
-    await server.start_server()
-    target = f"127.0.0.1:{server.port}"
-    (tmp_path / "rules.yaml").write_text(RULES)
-    cfg = tmp_path / "kpimon.yml"
-    cfg.write_text(
-        "global: {scrape_interval: 1s, scrape_timeout: 1s, evaluation_interval: 1s}\n"
-        f"scrape_configs:\n  - job_name: app\n    static_configs: [{{targets: ['{target}']}}]\n"
-        "rule_files: [rules.yaml]\n"
-        "storage: {sample_snapshot_interval: 1s}\n"
-    )
     path = tmp_path / "data" / "samples-main.npz"
-    try:
+    async with exposition_target(EXPOSITION) as target:
+        (tmp_path / "rules.yaml").write_text(RULES)
+        cfg = tmp_path / "kpimon.yml"
+        cfg.write_text(
+            "global: {scrape_interval: 1s, scrape_timeout: 1s, evaluation_interval: 1s}\n"
+            f"scrape_configs:\n  - job_name: app\n    static_configs: [{{targets: ['{target}']}}]\n"
+            "rule_files: [rules.yaml]\n"
+            "storage: {sample_snapshot_interval: 1s}\n"
+        )
         with kpimon(tmp_path, f"--config.file={cfg}") as k:
             await asyncio.to_thread(k.wait_for, "ready", lambda: k.get("/-/ready")[0] == 200)
             # A few periodic snapshots (the file is renamed into place whole).
@@ -70,8 +61,7 @@ async def test_a_crash_after_a_periodic_snapshot_keeps_the_history(tmp_path: Pat
             k.signal(signal.SIGKILL)
             assert await asyncio.to_thread(k.proc.wait, 30) == -signal.SIGKILL
             assert "samples saved" not in k.log()  # (what there is, a periodic snapshot wrote)
-    finally:
-        await server.close()  # the restarted kpimon scrapes nothing: what it serves is restored
+    # The target is gone: the restarted kpimon scrapes nothing, what it serves is restored.
     saved = samples_in(path)
     with kpimon(tmp_path, f"--config.file={cfg}") as k:
         line = await asyncio.to_thread(k.log_line, "samples restored")
