@@ -31,6 +31,7 @@ from kpimon.config.fields import (
     given_duration,
     one_of,
     require,
+    timeout_within,
 )
 from kpimon.config.fields import (
     check_target as check_target,  # re-exported: tests and callers import it from here
@@ -222,25 +223,6 @@ MIN_INTERVAL_S = 1.0
 shortest interval, so a typo such as ``1ms`` for ``1m`` would reserve 60,000 times the memory."""
 
 
-def _scrape_timeout(
-    m: Map, path: str, problems: Problems, default: float, interval: float
-) -> float:
-    """``scrape_timeout``, no longer than ``interval``; unset: ``default`` or the interval,
-    whichever is shorter."""
-    timeout = given_duration(m, "scrape_timeout", path, problems, positive=True)
-    if timeout is None:
-        return min(default, interval)
-    node = m.get("scrape_timeout")
-    if node is not None and timeout > interval:
-        problems.add(
-            node.pos,
-            join_key(path, "scrape_timeout"),
-            f"scrape_timeout ({format_duration(timeout)}) must not be greater than "
-            f"scrape_interval ({format_duration(interval)})",
-        )
-    return timeout
-
-
 def _global(node: Node | None, problems: Problems) -> GlobalConfig:
     if node is None:
         return GlobalConfig()
@@ -252,7 +234,15 @@ def _global(node: Node | None, problems: Problems) -> GlobalConfig:
         m, "scrape_interval", "global", problems, DEFAULT_SCRAPE_INTERVAL_S, minimum=MIN_INTERVAL_S
     )
     # As in Prometheus: an unset timeout is 10s, or the interval when that is shorter.
-    timeout = _scrape_timeout(m, "global", problems, DEFAULT_SCRAPE_TIMEOUT_S, interval)
+    timeout = timeout_within(
+        m,
+        "scrape_timeout",
+        "global",
+        problems,
+        default=DEFAULT_SCRAPE_TIMEOUT_S,
+        interval=interval,
+        interval_name="scrape_interval",
+    )
     evaluation = duration_or(
         m,
         "evaluation_interval",
@@ -360,7 +350,15 @@ def _scrape_config(
         global_config.scrape_interval_s,
         minimum=MIN_INTERVAL_S,
     )
-    timeout = _scrape_timeout(m, path, problems, global_config.scrape_timeout_s, interval)
+    timeout = timeout_within(
+        m,
+        "scrape_timeout",
+        path,
+        problems,
+        default=global_config.scrape_timeout_s,
+        interval=interval,
+        interval_name="scrape_interval",
+    )
 
     sample_limit = 0
     limit_node = m.get("sample_limit")

@@ -513,3 +513,30 @@ def as_matchers(node: Node | None, path: str, problems: Problems) -> tuple[Match
         except ValueError as exc:
             problems.add(item.pos, sub, str(exc))
     return tuple(out)
+
+
+def timeout_within(
+    m: Map,
+    key: str,
+    path: str,
+    problems: Problems,
+    *,
+    default: float,
+    interval: float,
+    interval_name: str,
+) -> float:
+    """A timeout ``m[key]`` no longer than ``interval`` (a problem at the key otherwise, naming
+    the interval ``interval_name``); unset or invalid: ``default`` or the interval, whichever
+    is shorter."""
+    timeout = given_duration(m, key, path, problems, positive=True)
+    if timeout is None:
+        return min(default, interval)
+    node = m.get(key)
+    if node is not None and timeout > interval:
+        problems.add(
+            node.pos,
+            join_key(path, key),
+            f"{key} ({format_duration(timeout)}) must not be greater than {interval_name} "
+            f"({format_duration(interval)})",
+        )
+    return timeout

@@ -31,7 +31,6 @@ from typing import Final, Literal, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 from kpimon import labels as labelset
-from kpimon.config.durations import format_duration
 from kpimon.config.fields import (
     Problems,
     as_bool,
@@ -44,9 +43,10 @@ from kpimon.config.fields import (
     as_str_map,
     check_keys,
     check_target,
-    given_duration,
+    duration_or,
     list_items,
     required_str,
+    timeout_within,
     unique_name,
 )
 from kpimon.config.yamlload import Map, Node, Scalar, join_index, join_key
@@ -285,19 +285,18 @@ def _probe(
     before = len(problems)
     check_keys(m, path, _PROBE_KEYS, problems, not_yet=_PROBE_NOT_YET)
     name = unique_name(m, "name", path, "probe", names, problems, nonempty=True)
-    interval = given_duration(m, "interval", path, problems, minimum=min_interval_s)
-    interval = default_interval_s if interval is None else interval
-    timeout = given_duration(m, "timeout", path, problems, positive=True)
-    timeout_node = m.get("timeout")
-    if timeout is None:
-        timeout = min(default_timeout_s, interval)
-    elif timeout_node is not None and timeout > interval:
-        problems.add(
-            timeout_node.pos,
-            join_key(path, "timeout"),
-            f"timeout ({format_duration(timeout)}) must not be greater than the interval "
-            f"({format_duration(interval)})",
-        )
+    interval = duration_or(
+        m, "interval", path, problems, default_interval_s, minimum=min_interval_s
+    )
+    timeout = timeout_within(
+        m,
+        "timeout",
+        path,
+        problems,
+        default=default_timeout_s,
+        interval=interval,
+        interval_name="the interval",
+    )
     labels = as_labels(
         m.get("labels"),
         join_key(path, "labels"),
