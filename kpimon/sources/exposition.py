@@ -20,9 +20,12 @@ A later scrape of the same target is cheaper still (``previous``: the last resul
 target). Its keys were validated once: a key seen in the previous result needs no grammar check,
 only new keys are matched against the canonical key grammar, and value tokens are checked for
 stray bytes in one ``translate`` over all of them. A whole parse runs no Python code per line:
-numpy finds each line's last space, the value tokens are gathered into one buffer and split, and
-the payload less its values (its key text) is compared with the previous result's in one
-``memcmp``, so an unchanged series set costs no key objects at all. A selective parse splits
+numpy finds the newlines and checks that each line's key ends where it did in the previous
+result (else it finds each line's last space); the keys, gathered into one buffer, are compared
+with the previous result's in one ``memcmp``, so an unchanged series set costs no key objects
+at all; the value tokens are gathered into rows of equal width, and only those that differ from
+the previous result's are converted (a node_exporter scrape changes about a fifth of them).
+A selective parse splits
 the wanted lines at their last space. Anything unusual (a timestamp, a blank line, CRLF, a
 malformed line) defers to the regex pass, so the result never depends on ``previous``.
 
@@ -101,9 +104,8 @@ class Exposition:
     where a kept sample has none), or is None when no kept sample has one. ``samples_total``
     counts every sample line of the payload, kept or not; ``malformed_total`` the invalid lines
     (duplicates included); ``issues`` describes the first :data:`MAX_ISSUES` of them in line
-    order. ``key_text`` is ``b"\\n" + b"\\n".join(keys) + b"\\n"`` when the parser made it on
-    the way (a whole parse of a later scrape), else None: the next parse of the target compares
-    it with its own in one ``memcmp``. (``eq=False``: the numpy fields make value equality
+    order. ``layout`` is what a whole parse of a later scrape leaves for the next parse of the
+    target (:class:`Layout`), else None. (``eq=False``: the numpy fields make value equality
     meaningless.)
     """
 
@@ -113,7 +115,21 @@ class Exposition:
     samples_total: int
     malformed_total: int
     issues: tuple[ParseIssue, ...]
-    key_text: bytes | None = None
+    layout: Layout | None = None
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Layout:
+    """How the sample lines of a payload were laid out, kept for the next whole parse of the
+    target: ``key_text`` is the keys concatenated (``b"".join(keys)``) and ``key_lengths`` their
+    lengths, so that the next parse can guess where each line's key ends and compare all keys in
+    one ``memcmp``; ``tokens`` holds row i the last ``width`` bytes of sample line i (its value
+    token right-aligned, after its key's tail), so that the next parse converts only the tokens
+    that changed (None when the layout was made from a key list)."""
+
+    key_text: bytes
+    key_lengths: npt.NDArray[np.intp]
+    tokens: npt.NDArray[np.uint8] | None
 
 
 # --- Grammar --------------------------------------------------------------------------------------
@@ -346,12 +362,14 @@ def _by_lines(
 def _whole_by_lines(buf: bytes, om: bool, previous: Exposition) -> Exposition | None:
     """:func:`_by_lines` for a whole parse, vectorised: no Python code runs per line.
 
-    numpy finds the newlines and each sample line's last space. The value tokens (" VALUE" per
-    line) are gathered into one buffer, checked with one ``translate`` and split at C speed.
-    The keys are not sliced one by one: the payload less its value tokens and comment lines
-    is the *key text* ``\nKEY\nKEY\n...\n``, compared with the previous result's in one
-    ``memcmp``; equal, the previous key list is returned as it is. Only when the series set
-    changed is the key text split into keys, and the new ones checked.
+    numpy finds the newlines. Each sample line's key is guessed to end where the previous
+    result's did (its :class:`Layout`); when a guess does not land on a space, numpy finds each
+    line's last space instead. The keys are not sliced one by one: gathered into one buffer, they
+    are compared with the previous result's in one ``memcmp``; equal, the previous key list is
+    returned as it is. Only when the series set changed are the keys sliced, and the new ones
+    checked. The value tokens are gathered right-aligned into rows of equal width; with the
+    same keys, a row equal to the previous result's keeps its value, and only the tokens of the
+    other rows are checked (one ``translate``) and converted. When most changed, all are.
     """
     array = np.frombuffer(buf, np.uint8)
     newlines = np.flatnonzero(array == 10)
@@ -362,8 +380,7 @@ def _whole_by_lines(buf: bytes, om: bool, previous: Exposition) -> Exposition | 
     if _STARTS_IRREGULAR[firsts].any():
         return None  # a line starting with a blank or a CR
     comment = firsts == 35
-    has_comments = bool(comment.any())
-    if has_comments:
+    if comment.any():
         if om and not all(buf.startswith(_OM_META, at) for at in starts[comment].tolist()):
             return None  # a "#" line OpenMetrics does not allow
         sample = ~comment
@@ -372,55 +389,107 @@ def _whole_by_lines(buf: bytes, om: bool, previous: Exposition) -> Exposition | 
             return None
     else:
         sample_starts, sample_ends = starts, ends
-    spaces = np.flatnonzero(array == 32)
-    before = np.searchsorted(spaces, sample_ends) - 1
-    if before[0] < 0:
-        return None  # the first sample line has no space
-    lasts = spaces[before]
-    if (lasts <= sample_starts).any():
-        return None  # a sample line without a space (its "last space" is on an earlier line)
-    token_text = array[_ranges(lasts, sample_ends)].tobytes()
-    if token_text.translate(None, _VALUE_BYTES).strip(b" "):
-        return None  # a byte no value has (blanks, '_', CR, non-ASCII)
-    # The key text: the framing newline, then each sample line's key and newline. Kept and
-    # dropped runs of bytes alternate: kept up to a line's cut, dropped from there to its drop.
-    # A sample line is cut at its last space and dropped to its newline (which is kept); a
-    # comment line is cut at its start and dropped with its newline.
-    if has_comments:
-        cuts = starts.copy()
-        cuts[sample] = lasts
-        drops = ends + comment
-    else:
-        cuts, drops = lasts, ends
-    bounds = np.empty(2 * len(cuts) + 2, np.intp)
-    bounds[0], bounds[-1] = 0, len(array)
-    bounds[1:-1:2], bounds[2:-1:2] = cuts, drops
-    kept = np.zeros(2 * len(cuts) + 1, np.bool_)
-    kept[0::2] = True
-    keep = np.repeat(kept, np.diff(bounds))
-    key_text = array[keep].tobytes()
-    previous_text = previous.key_text
-    if previous_text is None:
-        previous_text = b"\n" + b"\n".join(previous.keys) + b"\n"
-    if key_text == previous_text:
+    layout = previous.layout
+    lasts = None
+    if layout is not None and len(layout.key_lengths) == len(sample_starts):
+        guess = sample_starts + layout.key_lengths
+        if (guess < sample_ends).all() and (array[guess] == 32).all():
+            lasts = guess  # each line has a space where its key ended last time
+    if lasts is None:
+        spaces = np.flatnonzero(array == 32)
+        before = np.searchsorted(spaces, sample_ends) - 1
+        if before[0] < 0:
+            return None  # the first sample line has no space
+        lasts = spaces[before]
+        if (lasts <= sample_starts).any():
+            return None  # a sample line without a space (its "last space" is on an earlier line)
+    key_lengths = lasts - sample_starts
+    key_text = _runs(array, sample_starts, lasts)
+    if layout is None:
+        layout = Layout(
+            b"".join(previous.keys), np.fromiter(map(len, previous.keys), np.intp), None
+        )
+    if key_text == layout.key_text and np.array_equal(key_lengths, layout.key_lengths):
         keys = previous.keys
     else:
-        keys = key_text[1:-1].split(b"\n")
+        keys = [buf[a:b] for a, b in zip(sample_starts.tolist(), lasts.tolist(), strict=True)]
         if not _new_keys_valid(keys, previous):
             return None
-    # With the bytes checked above, float() takes exactly the finite literals of _VALUE.
-    values = _values(token_text.split(b" ")[1:])
-    if values is None:
+    # The value tokens, right-aligned in rows of the longest one's width: row i is the last
+    # ``width`` bytes of sample line i (its token, after its key's tail and the space).
+    token_lengths = sample_ends - lasts - 1
+    width = int(token_lengths.max())
+    if not 0 < width <= _TOKEN_WIDTH_MAX or sample_ends[0] < width:
+        return None  # an empty or a very long value, or a first line shorter than a value
+    # Every run of ``width`` bytes of the buffer, as a read-only view (nothing is copied).
+    windows = np.ndarray((len(buf) - width + 1, width), np.uint8, buf, 0, (1, 1))
+    tokens = windows[sample_ends - width]
+    layout = Layout(key_text, key_lengths, tokens)
+    previous_tokens = previous.layout.tokens if previous.layout is not None else None
+    if (
+        keys is previous.keys
+        and previous_tokens is not None
+        and previous_tokens.shape == tokens.shape
+    ):
+        # Same keys, same width: a row is the same exactly when its token is (a token of
+        # another length puts a token byte where the other row has the space before it).
+        changed = np.flatnonzero((tokens != previous_tokens).any(axis=1))
+        if len(changed) <= len(tokens) // 2:  # else converting them all costs less
+            values = previous.values.copy()
+            if len(changed):
+                new = _token_values(
+                    [
+                        buf[at + 1 : end]
+                        for at, end in zip(
+                            lasts[changed].tolist(), sample_ends[changed].tolist(), strict=True
+                        )
+                    ]
+                )
+                if new is None:
+                    return None
+                values[changed] = new
+            return Exposition(keys, values, None, len(keys), 0, (), layout)
+    padded = np.where(_COLUMNS[:width] < width - token_lengths[:, None], np.uint8(32), tokens)
+    token_text = padded.tobytes()
+    if token_text.translate(None, _VALUE_BYTES_OR_SPACE) or token_text.count(b" ") != int(
+        len(padded) * width - token_lengths.sum()
+    ):
+        return None  # a byte no value has (blanks, '_', CR, non-ASCII), or a space inside one
+    # With the bytes checked above, float() takes exactly the finite literals of _VALUE (and
+    # the blanks it strips are the padding).
+    all_values = _values(padded.view(f"S{width}").ravel().tolist())
+    if all_values is None:
         return None
-    return Exposition(keys, values, None, len(keys), 0, (), key_text)
+    return Exposition(keys, all_values, None, len(keys), 0, (), layout)
 
 
-def _ranges(begins: npt.NDArray[np.intp], ends: npt.NDArray[np.intp]) -> npt.NDArray[np.intp]:
-    """Every position of the half-open ranges ``[begins[i], ends[i])``, in order (not empty)."""
-    lengths = ends - begins
-    offsets = np.cumsum(lengths) - lengths
-    total = int(offsets[-1] + lengths[-1])
-    return np.repeat(begins - offsets, lengths) + np.arange(total)
+def _token_values(tokens: list[bytes]) -> npt.NDArray[np.float64] | None:
+    """:func:`_values` of the tokens after sample lines' last space (or where a key ended the
+    last time, so that a token may still hold a space); None when one is not a value."""
+    text = b" ".join(tokens)
+    if text.translate(None, _VALUE_BYTES_OR_SPACE) or text.count(b" ") != len(tokens) - 1:
+        return None  # a byte no value has (blanks, '_', CR, non-ASCII), or a space inside one
+    # With the bytes checked above, float() takes exactly the finite literals of _VALUE.
+    return _values(tokens)
+
+
+_TOKEN_WIDTH_MAX = 64
+"""The longest value token of the vectorised whole parse (longer ones defer to the regex pass)."""
+_VALUE_BYTES_OR_SPACE = _VALUE_BYTES + b" "
+_COLUMNS = np.arange(_TOKEN_WIDTH_MAX)
+
+
+def _runs(
+    array: npt.NDArray[np.uint8], begins: npt.NDArray[np.intp], ends: npt.NDArray[np.intp]
+) -> bytes:
+    """The bytes of the ordered, disjoint half-open ranges ``[begins[i], ends[i])`` of
+    ``array``, concatenated (a mask of the kept runs: cheaper than gathering their positions)."""
+    bounds = np.empty(2 * len(begins) + 1, np.intp)
+    bounds[0] = 0
+    bounds[1::2], bounds[2::2] = begins, ends
+    kept = np.zeros(len(bounds), np.bool_)
+    kept[1::2] = True
+    return array[np.repeat(kept, np.diff(bounds, append=len(array)))].tobytes()
 
 
 def _new_keys_valid(keys: list[bytes], previous: Exposition) -> bool:
@@ -501,7 +570,8 @@ def _values(tokens: list[bytes]) -> npt.NDArray[np.float64] | None:
     finite = np.isfinite(values)
     if not finite.all():
         for i in np.flatnonzero(~finite).tolist():
-            if tokens[i] not in _SPECIALS and not _SPECIAL_RE.fullmatch(tokens[i]):
+            token = tokens[i].strip(b" ")  # the vectorised whole parse pads tokens with spaces
+            if token not in _SPECIALS and not _SPECIAL_RE.fullmatch(token):
                 return None  # out of range, or a NaN spelling Go rejects ("+nan")
     return values
 

@@ -643,18 +643,46 @@ def test_previous_result_never_changes_the_result(later: bytes, wanted: frozense
         assert (got.timestamps is None) == (exact.timestamps is None)
 
 
-def test_a_whole_later_parse_keeps_its_key_text_for_the_next():
-    """The key text is the keys joined as the next parse compares them; a key text that only
-    looks alike (the same bytes split into other lines) is not taken for the same keys."""
+def test_a_whole_later_parse_keeps_its_layout_for_the_next():
+    """The layout is the keys as the next parse compares them and the value tokens as it
+    compares them; keys whose bytes only look alike (the same bytes cut into other keys) are
+    not taken for the same keys."""
     first = parse(_EARLIER)
-    assert first.key_text is None
+    assert first.layout is None
     later = parse(_EARLIER.replace(b"} 1", b"} 4"), previous=first)
-    assert later.key_text == b"\n" + b"\n".join(later.keys) + b"\n"
+    assert later.layout is not None
+    assert later.layout.key_text == b"".join(later.keys)
+    assert later.layout.key_lengths.tolist() == [len(k) for k in later.keys]
     assert later.keys is first.keys
     changed = parse(LATER_SCRAPES["reordered"], previous=later)
     assert changed.keys == [b"b", b'a{x="2"}', b'a{x="1"}']
-    assert changed.key_text == b'\nb\na{x="2"}\na{x="1"}\n'
-    assert parse(b"a 1\n", frozenset({b"a"}), previous=later).key_text is None
+    assert changed.layout is not None
+    assert changed.layout.key_text == b'ba{x="2"}a{x="1"}'
+    assert parse(b"a 1\n", frozenset({b"a"}), previous=later).layout is None
+    cut = parse(b"ab 1\nc 2\n", previous=parse(b"ab 1\nc 2\n"))
+    recut = parse(b"a 1\nbc 2\n", previous=cut)
+    assert recut.keys == [b"a", b"bc"]
+    assert same_floats(recut.values, np.array([1.0, 2.0]))
+
+
+def test_a_steady_whole_parse_converts_only_the_values_that_changed():
+    """Rows of value tokens equal to the previous result's keep its values; the others are
+    converted, whatever their length (the rows are right-aligned and padded with spaces)."""
+    from kpimon.sources import exposition
+
+    body = b"# HELP a x y\n# TYPE a gauge\na 1\nb NaN\nc 12345\nd -Inf\n"
+    steady = parse(body, previous=parse(body, previous=parse(body)))
+    later = parse(b"# HELP a x y\n# TYPE a gauge\na 1.5e3\nb NaN\nc 7\nd +Inf\n", previous=steady)
+    assert later.keys is steady.keys
+    assert later.layout is not None  # the vectorised pass read it
+    assert same_floats(later.values, np.array([1500.0, math.nan, 7.0, math.inf]))
+    assert same_floats(steady.values, np.array([1.0, math.nan, 12345.0, -math.inf]))
+    for bad in (b"1 2", b"1_0", b"+nan", b"1e999", b" ", b"\t1"):
+        got = parse(body.replace(b"c 12345", b"c " + bad), previous=steady)
+        exact = exposition._exact(body.replace(b"c 12345", b"c " + bad), None, False)
+        assert got.keys == exact.keys
+        assert same_floats(got.values, exact.values)
+        assert (got.malformed_total, got.issues) == (exact.malformed_total, exact.issues)
 
 
 @pytest.mark.parametrize(
