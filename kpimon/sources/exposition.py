@@ -124,12 +124,14 @@ class Layout:
     target: ``key_text`` is the keys concatenated (``b"".join(keys)``) and ``key_lengths`` their
     lengths, so that the next parse can guess where each line's key ends and compare all keys in
     one ``memcmp``; ``tokens`` holds row i the last ``width`` bytes of sample line i (its value
-    token right-aligned, after its key's tail), so that the next parse converts only the tokens
-    that changed (None when the layout was made from a key list)."""
+    token right-aligned, after its key's tail) and ``token_lengths`` the tokens' lengths, so
+    that the next parse converts only the tokens that changed (both None when the layout was
+    made from a key list)."""
 
     key_text: bytes
     key_lengths: npt.NDArray[np.intp]
     tokens: npt.NDArray[np.uint8] | None
+    token_lengths: npt.NDArray[np.intp] | None
 
 
 # --- Grammar --------------------------------------------------------------------------------------
@@ -407,7 +409,7 @@ def _whole_by_lines(buf: bytes, om: bool, previous: Exposition) -> Exposition | 
     key_text = _runs(array, sample_starts, lasts)
     if layout is None:
         layout = Layout(
-            b"".join(previous.keys), np.fromiter(map(len, previous.keys), np.intp), None
+            b"".join(previous.keys), np.fromiter(map(len, previous.keys), np.intp), None, None
         )
     if key_text == layout.key_text and np.array_equal(key_lengths, layout.key_lengths):
         keys = previous.keys
@@ -424,16 +426,21 @@ def _whole_by_lines(buf: bytes, om: bool, previous: Exposition) -> Exposition | 
     # Every run of ``width`` bytes of the buffer, as a read-only view (nothing is copied).
     windows = np.ndarray((len(buf) - width + 1, width), np.uint8, buf, 0, (1, 1))
     tokens = windows[sample_ends - width]
-    layout = Layout(key_text, key_lengths, tokens)
-    previous_tokens = previous.layout.tokens if previous.layout is not None else None
+    layout = Layout(key_text, key_lengths, tokens, token_lengths)
+    before = previous.layout
     if (
         keys is previous.keys
-        and previous_tokens is not None
-        and previous_tokens.shape == tokens.shape
+        and before is not None
+        and before.tokens is not None
+        and before.token_lengths is not None
+        and before.tokens.shape == tokens.shape
     ):
-        # Same keys, same width: a row is the same exactly when its token is (a token of
-        # another length puts a token byte where the other row has the space before it).
-        changed = np.flatnonzero((tokens != previous_tokens).any(axis=1))
+        # Same keys: a token of the same length whose row is the same is the same token,
+        # the one the previous parse checked (a guessed key end may leave a space in a
+        # token of another length: its line is checked as changed).
+        changed = np.flatnonzero(
+            (tokens != before.tokens).any(axis=1) | (token_lengths != before.token_lengths)
+        )
         if len(changed) <= len(tokens) // 2:  # else converting them all costs less
             values = previous.values.copy()
             if len(changed):

@@ -686,6 +686,31 @@ def test_a_steady_whole_parse_converts_only_the_values_that_changed():
 
 
 @pytest.mark.parametrize(
+    ("body", "later"),
+    [
+        # A timestamp appears: the row "1 5" (key tail, space, value) is unchanged.
+        (b"m1 5\nb 100\n", b"m1 1 5\nb 100\n"),
+        # The key's tail is repeated before the value: a longer token holding a space.
+        (b"abcd 1\nx 12345\n", b"abcd bcd 1\nx 12345\n"),
+    ],
+)
+def test_a_steady_whole_parse_does_not_take_a_longer_token_for_an_unchanged_row(
+    body: bytes, later: bytes
+):
+    """A row equal to the previous one does not mean the same token when the new token fills
+    the row and holds a space where the previous row had the one before its (shorter) token."""
+    from kpimon.sources import exposition
+
+    steady = parse(body, previous=parse(body, previous=parse(body)))
+    got = parse(later, previous=steady)
+    exact = exposition._exact(later, None, False)
+    assert got.keys == exact.keys
+    assert same_floats(got.values, exact.values)
+    assert (got.timestamps is None) == (exact.timestamps is None)
+    assert (got.malformed_total, got.issues) == (exact.malformed_total, exact.issues)
+
+
+@pytest.mark.parametrize(
     "later",
     [
         b'a{x="1"} 5\n# EOF\n',
