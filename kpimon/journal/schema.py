@@ -175,6 +175,19 @@ MIGRATIONS: tuple[Migration, ...] = (
             " t REAL NOT NULL, data BLOB NOT NULL)",
         ),
     ),
+    Migration(
+        8,
+        "a tick's notifications staged as one row (kpimon.notify.outbox)",
+        (
+            # One row per commit whose plan had notifications: rows, a JSON array of [id,
+            # hook, key, kind, created_at, next_at, event JSON] (pending outbox rows), and
+            # records, a JSON array of [key, record or null] (notify_alerts changes, in
+            # order). Moved into outbox and notify_alerts by the next write that is not a
+            # tick's commit (an acknowledgement), or at start-up, oldest first.
+            "CREATE TABLE outbox_staged (id INTEGER PRIMARY KEY, rows BLOB NOT NULL,"
+            " records BLOB NOT NULL)",
+        ),
+    ),
 )
 
 SCHEMA_VERSION = MIGRATIONS[-1].version

@@ -215,7 +215,8 @@ class Notifications:
 
     async def stop(self) -> None:
         """Stop every worker at once. A send in flight is abandoned: its row stays pending
-        and is sent again (same dedup key) at the next start."""
+        and is sent again (same dedup key) at the next start. Staged rows are moved into the
+        outbox table (:meth:`Outbox.unstage`)."""
         self._running = False
         tasks = [w.task for w in self._workers.values() if w.task is not None]
         for task in tasks:
@@ -225,6 +226,7 @@ class Notifications:
                 await task
         for w in self._workers.values():
             w.task = None
+        self.outbox.unstage()
 
     def _wake(self, hooks: set[str]) -> None:
         orphans = False

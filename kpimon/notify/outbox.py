@@ -30,6 +30,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
+import orjson
+
 from kpimon.journal.txn import write_transaction
 from kpimon.notify.model import AlertEvent, event_from_json, event_to_json
 from kpimon.notify.policy import KINDS, Kind, Notification, Plan
@@ -79,6 +81,10 @@ class Outbox:
         self.write_failures_total = 0
         self._unwritten: list[tuple[str, list[tuple[object, ...]]]] = []
         """Acknowledgements whose journal write failed, written with the next one."""
+        self._staged = False
+        """``outbox_staged`` holds rows (committed) not yet moved into ``outbox``."""
+        self._staged_after_commit: bool | None = None
+        """What ``_staged`` becomes when the commit under way succeeds (None: unchanged)."""
 
     @classmethod
     def memory(cls) -> Outbox:
@@ -94,6 +100,9 @@ class Outbox:
             ValueError: a row or record is unreadable.
         """
         conn = journal.connection
+        if conn.execute("SELECT 1 FROM outbox_staged LIMIT 1").fetchone() is not None:
+            with write_transaction(conn):
+                _unstage(conn)
         (max_id,) = conn.execute("SELECT coalesce(max(id), 0) FROM outbox").fetchone()
         box = cls(conn, int(max_id) + 1)
         for rid, hook, key, kind, created, event, attempts, first, next_at, error in conn.execute(
@@ -122,49 +131,54 @@ class Outbox:
     # -- the journal's commit extension ---------------------------------------------------
 
     def write(self, conn: sqlite3.Connection, plans: Sequence[object]) -> None:
-        """Inside the commit's transaction: INSERT the plans' notifications, journal the
-        planner's state changes."""
+        """Inside the commit's transaction: journal the plans' notifications and the planner's
+        state changes.
+
+        A plan with notifications is written as ONE row of ``outbox_staged`` (its rows and
+        records as two JSON arrays): a burst of 1,000 alerts costs one INSERT in the tick
+        instead of 2,000. Staged rows move into ``outbox`` and ``notify_alerts`` at the next
+        write that is not a tick's (the acknowledgement that follows them, a plan without
+        notifications, or the next start), in the order they were written.
+        """
         new = _new_rows(plans, self._next_id)
-        inserts = [
-            (
-                row.id,
-                n.hook,
-                n.key,
-                n.kind,
-                n.created_at,
-                n.event_json or event_to_json(n.event),
-                "pending",
-                0,
-                None,
-                row.next_at,
-                None,
-                "",
-            )
-            for row, n in new
-        ]
-        if inserts:
-            conn.executemany("INSERT INTO outbox VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", inserts)
         # The last state of each key wins (a key deleted, then re-created, is present).
         records: dict[str, str | None] = {}
         for plan in plans:
             assert isinstance(plan, Plan)
             records.update(plan.records)
-        gone = [(key,) for key, text in records.items() if text is None]
-        if gone:
-            conn.executemany("DELETE FROM notify_alerts WHERE key = ?", gone)
-        live = [(key, text) for key, text in records.items() if text is not None]
-        if live:
-            conn.executemany(
-                "INSERT INTO notify_alerts (key, record) VALUES (?, ?) "
-                "ON CONFLICT (key) DO UPDATE SET record = excluded.record",
-                live,
+        if new:
+            rows = orjson.dumps(
+                [
+                    (
+                        row.id,
+                        n.hook,
+                        n.key,
+                        n.kind,
+                        n.created_at,
+                        row.next_at,
+                        n.event_json or event_to_json(n.event),
+                    )
+                    for row, n in new
+                ]
             )
+            conn.execute(
+                "INSERT INTO outbox_staged (rows, records) VALUES (?, ?)",
+                (rows, orjson.dumps(list(records.items()))),
+            )
+            self._staged_after_commit = True
+        else:
+            if self._staged:
+                _unstage(conn)
+                self._staged_after_commit = False
+            _write_records(conn, records)
         self._written = [row for row, _ in new]
 
     def committed(self, plans: Sequence[object]) -> None:
         """The commit succeeded: the rows join their queues; wake their hooks."""
         if self._conn is not None:
             written, self._written = self._written, []
+            if self._staged_after_commit is not None:
+                self._staged, self._staged_after_commit = self._staged_after_commit, None
         else:
             written = [row for row, _ in _new_rows(plans, self._next_id)]
         self._next_id += len(written)
@@ -175,10 +189,25 @@ class Outbox:
         if hooks and self.wake is not None:
             self.wake(hooks)
 
+    def unstage(self) -> None:
+        """Move the staged rows into ``outbox`` now, in a transaction of their own (at
+        shutdown, so that the tables show every notification). A failure is logged; the rows
+        stay staged, and the next start moves them."""
+        if self._conn is None or not self._staged:
+            return
+        try:
+            with write_transaction(self._conn):
+                _unstage(self._conn)
+        except sqlite3.Error as exc:
+            log.warning("moving staged notifications into the outbox failed err=%s", exc)
+            return
+        self._staged = False
+
     def rolled_back(self) -> None:
         """The commit failed: forget what :meth:`write` prepared (it is written again, with
         the same plans, at the next commit)."""
         self._written = []
+        self._staged_after_commit = None
 
     # -- the dispatcher's side ------------------------------------------------------------
 
@@ -296,9 +325,12 @@ class Outbox:
         batch = [*self._unwritten, (sql, params)]
         try:
             with write_transaction(conn):
+                if self._staged:
+                    _unstage(conn)  # the rows being acknowledged may still be staged
                 for text, rows in batch:
                     conn.executemany(text, rows)
             self._unwritten = []
+            self._staged = False
         except sqlite3.Error as exc:
             # The rows stay pending on disk until a later update succeeds: after a restart
             # before that they are sent again (same dedup key); in this run they are done.
@@ -307,6 +339,36 @@ class Outbox:
             log.error(
                 "acknowledging notifications in the journal failed rows=%d err=%s", len(params), exc
             )
+
+
+def _unstage(conn: sqlite3.Connection) -> None:
+    """Move the staged plans into ``outbox`` and ``notify_alerts``, oldest first (inside a
+    write transaction)."""
+    staged = conn.execute("SELECT rows, records FROM outbox_staged ORDER BY id").fetchall()
+    for rows, records in staged:
+        conn.executemany(
+            "INSERT INTO outbox VALUES (?,?,?,?,?,?,'pending',0,NULL,?,NULL,'')",
+            [
+                (rid, hook, key, kind, created, event, next_at)
+                for rid, hook, key, kind, created, next_at, event in orjson.loads(rows)
+            ],
+        )
+        _write_records(conn, dict(orjson.loads(records)))
+    conn.execute("DELETE FROM outbox_staged")
+
+
+def _write_records(conn: sqlite3.Connection, records: dict[str, str | None]) -> None:
+    """Journal the planner's state changes: a record per key, or None to delete it."""
+    gone = [(key,) for key, text in records.items() if text is None]
+    if gone:
+        conn.executemany("DELETE FROM notify_alerts WHERE key = ?", gone)
+    live = [(key, text) for key, text in records.items() if text is not None]
+    if live:
+        conn.executemany(
+            "INSERT INTO notify_alerts (key, record) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET record = excluded.record",
+            live,
+        )
 
 
 def _new_rows(plans: Sequence[object], first_id: int) -> list[tuple[Row, Notification]]:

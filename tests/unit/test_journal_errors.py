@@ -178,7 +178,7 @@ def test_a_version_1_journal_is_migrated_with_its_data(tmp_path: Path) -> None:
         assert not record.notifies  # inactive → pending notifies no one
         assert np.isnan(record.value)  # NULL in v1 rows
         version = j._conn.execute("SELECT version FROM schema_version").fetchone()[0]
-    assert version == SCHEMA_VERSION == 7
+    assert version == SCHEMA_VERSION == 8
     with Journal.open(tmp_path) as j:  # idempotent
         assert len(list(j.transitions())) == 1
 
@@ -246,7 +246,7 @@ def test_a_version_2_journal_is_migrated_with_its_data(tmp_path: Path) -> None:
         more = restored.step(1060.0, restored.labels, np.full(50, 5.0))
         assert j.commit(1060.0, [("k", "fp", restored)], [("k", tr) for tr in more])
         assert [r.seq for r in j.transitions(after_seq=100)] == list(range(101, 151))
-    assert version == SCHEMA_VERSION == 7
+    assert version == SCHEMA_VERSION == 8
 
 
 def test_a_new_journal_uses_wal_and_full_sync(tmp_path: Path) -> None:

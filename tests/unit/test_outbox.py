@@ -335,3 +335,119 @@ async def test_rows_planned_before_a_reload_removed_their_hook_are_dropped_when_
     assert r.n.queue_length("chat") == 0
     assert chat.batches == []
     await r.close()
+
+
+# -- a tick's notifications staged as one row ---------------------------------------------------
+
+
+class Hanging:
+    """A hook whose receiver never answers: nothing is acknowledged."""
+
+    name = "chat"
+    max_batch = 1000
+
+    async def send(self, events: Sequence[AlertEvent]) -> SendResult:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+
+def staged(r: Rig) -> int:
+    assert r.journal is not None
+    (count,) = r.journal.connection.execute("SELECT count(*) FROM outbox_staged").fetchone()
+    return int(count)
+
+
+async def test_a_tick_s_notifications_are_one_staged_row_that_a_restart_reads_back(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """The commit writes the tick's rows as one staged row; read back (as after a crash),
+    they are the same rows, in the same order, with the same events and planner state."""
+    r = await rig(tmp_path, clock, [Hanging(), ScriptedHook("ticket", answer=lambda _: DOWN)])
+    assert r.journal is not None
+    await r.tick(a=50, b=50, c=50)
+    # ticket's first attempt failed and was journaled: that write moved the staged rows
+    assert staged(r) == 0
+    assert (
+        sorted((h, k, s) for _, h, k, s, _ in r.table())
+        == [("chat", "firing", "pending")] * 3 + [("ticket", "firing", "pending")] * 3
+    )
+    await clock.advance(1)
+    await r.tick(a=5, b=50, c=50)  # a resolves: staged, nothing acknowledged since
+    assert staged(r) == 1
+    assert len(r.table()) == 6
+    before = {h: r.n.outbox.rows(h) for h in ("chat", "ticket")}
+    records = dict(r.journal.connection.execute("SELECT key, record FROM notify_alerts"))
+    again = Outbox.open(r.journal)  # what the next start reads
+    assert staged(r) == 0
+    for hook, rows in before.items():
+        assert [(x.id, x.key, x.kind, x.event) for x in again.rows(hook)] == [
+            (x.id, x.key, x.kind, x.event) for x in rows
+        ]
+    assert [x.kind for x in again.rows("chat")] == ["firing"] * 3 + ["resolved"]
+    assert dict(again.records) != records  # the resolve's record was staged too
+    planner = Planner(r.cfg.alerting)
+    planner.load(again.records)
+    assert planner.firing() == 2
+    await r.close()
+
+
+async def test_an_acknowledgement_moves_the_staged_rows_first(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    chat = ScriptedHook("chat")
+    r = await rig(
+        tmp_path,
+        clock,
+        [chat],
+        alerting='hooks: [{name: chat, type: webhook, url: "http://127.0.0.1:1/c"}]',
+    )
+    await r.tick(a=50, b=50)
+    assert staged(r) == 0
+    assert [(h, k, s) for _, h, k, s, _ in r.table()] == [("chat", "firing", "delivered")] * 2
+    await r.close()
+
+
+async def test_stopping_moves_the_staged_rows_into_the_outbox(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    r = await rig(
+        tmp_path,
+        clock,
+        [Hanging()],
+        alerting='hooks: [{name: chat, type: webhook, url: "http://127.0.0.1:1/c"}]',
+    )
+    await r.tick(a=50)
+    assert staged(r) == 1
+    assert r.table() == []
+    await r.n.stop()
+    assert staged(r) == 0
+    assert [(h, k, s) for _, h, k, s, _ in r.table()] == [("chat", "firing", "pending")]
+    await r.close()
+
+
+def test_staged_records_and_later_ones_apply_in_order(tmp_path: Path) -> None:
+    """A key's record staged with notifications, then deleted by a plan without any: the
+    delete wins; deleted while staged, then written again: the record is there."""
+    from kpimon.notify.policy import Notification, Plan
+
+    ev = AlertEvent(kpi="k", level="warning", status="firing", labels=(), active_at=0, fired_at=0)
+    with Journal.open(tmp_path / "data") as j:
+        box = Outbox.open(j)
+
+        def commit(t: float, plan: Plan) -> None:
+            j.commit(t, [], [], plan)
+
+        note = Notification("chat", "x", "firing", ev, 1.0)
+        commit(1, Plan(1, (note,), (("x", '{"r":1}'), ("y", '{"r":1}'))))
+        commit(2, Plan(2, (), (("x", None),)))  # moves the staged plan first, then deletes
+        commit(3, Plan(3, (note._replace(created_at=3.0),), (("y", None),)))
+        commit(4, Plan(4, (note._replace(created_at=4.0),), (("y", '{"r":2}'),)))
+        box.unstage()
+        conn = j.connection
+        assert dict(conn.execute("SELECT key, record FROM notify_alerts")) == {"y": '{"r":2}'}
+        assert conn.execute("SELECT id, created_at, state FROM outbox ORDER BY id").fetchall() == [
+            (1, 1.0, "pending"),
+            (2, 3.0, "pending"),
+            (3, 4.0, "pending"),
+        ]
+        assert [r.id for r in box.rows("chat")] == [1, 2, 3]
