@@ -1,6 +1,6 @@
 """Alert delivery: what kpimon sends to Alertmanager, PagerDuty, Slack, webhooks and commands.
 
-Modules: :mod:`.model` (the frozen :class:`~.model.AlertEvent` every hook receives and the
+Modules: :mod:`.model` (the immutable :class:`~.model.AlertEvent` every hook receives and the
 :class:`~.model.SendResult` every send returns), :mod:`.templates` (Jinja2 annotations and the
 default summary), :mod:`.routing` (alert labels → hooks), :mod:`.retry` (backoff with jitter),
 :mod:`.registry` (the :class:`~.registry.Hook` protocol and the explicit ``HOOK_TYPES`` dict),

@@ -16,7 +16,7 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, NamedTuple
 from urllib.parse import quote
 
 import orjson
@@ -71,9 +71,13 @@ def fingerprint(labels: Labels) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AlertEvent:
+class AlertEvent(NamedTuple):
     """One notification: a level of a KPI series started firing, or resolved.
+
+    Immutable; a tuple rather than a frozen dataclass because a burst of 1,000 alerts makes
+    1,000 in one tick, and a frozen dataclass of 15 fields costs 6 µs to create, a tuple under
+    1 µs (as :class:`~kpimon.notify.policy.Notification`). Made with keywords; changed with
+    ``_replace``.
 
     Attributes:
         kpi: the KPI's name (the ``alertname`` label).
@@ -98,6 +102,8 @@ class AlertEvent:
     level: str
     status: Status
     labels: Labels
+    active_at: float
+    fired_at: float
     series_labels: Labels = EMPTY
     annotations: tuple[tuple[str, str], ...] = ()
     value: float = math.nan
@@ -105,8 +111,6 @@ class AlertEvent:
     direction: str = "above"
     unit: str = "none"
     owner: str = ""
-    active_at: float
-    fired_at: float
     resolved_at: float | None = None
     generator_url: str = ""
 

@@ -29,7 +29,6 @@ restored at start-up (:meth:`Planner.load`), so a restart neither repeats nor fo
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import logging
@@ -381,8 +380,7 @@ class Planner:
                     "its state was dropped"
                 )
                 a.dirty = True
-                a.event = dataclasses.replace(
-                    a.event,
+                a.event = a.event._replace(
                     status="resolved",
                     resolved_at=t,
                     annotations=(
@@ -459,9 +457,9 @@ class Planner:
                 )
                 # The alert the receivers were told fires, even if a reload changed
                 # external_labels since (its identity: Alertmanager labels, fingerprint).
-                event = dataclasses.replace(event, labels=a.event.labels)
+                event = event._replace(labels=a.event.labels)
             else:
-                event = dataclasses.replace(a.event, status="resolved", resolved_at=tr.t)
+                event = a.event._replace(status="resolved", resolved_at=tr.t)
             a.event, a.dirty = event, True
         touched[key] = None
         # Inhibition: the other levels of the series may be held or released by this change.
@@ -506,8 +504,7 @@ class Planner:
             f"{subject} is flapping: {ev.percent:.0f}% of its last 21 evaluations changed "
             "state; its notifications are held until it settles"
         )
-        event = dataclasses.replace(
-            base,
+        event = base._replace(
             level=FLAPPING_LEVEL,
             labels=tuple(sorted((*base.labels, ("flapping", "true")))),
             annotations=(("summary", summary),),
@@ -560,8 +557,8 @@ class Planner:
     ) -> None:
         """Close flapping notice ``a``: a "settled" notice with ``summary`` to every hook still
         configured that was told of it; then it is forgotten."""
-        settled = dataclasses.replace(
-            a.event, status="resolved", resolved_at=t, annotations=(("summary", summary),)
+        settled = a.event._replace(
+            status="resolved", resolved_at=t, annotations=(("summary", summary),)
         )
         out.extend(
             Notification(hook=h, key=a.key, kind="settled", event=settled, created_at=t)
@@ -685,5 +682,5 @@ class Planner:
 def _as(a: _Alert, told: Told) -> AlertEvent:
     """The event of ``a`` as ``told`` knows it (firing, when its resolve is still held)."""
     if told.status == "firing" and a.event.status == "resolved":
-        return dataclasses.replace(a.event, status="firing", resolved_at=None)
+        return a.event._replace(status="firing", resolved_at=None)
     return a.event
