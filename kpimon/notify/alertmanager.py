@@ -76,15 +76,33 @@ def resend_due(state: SendState, now: float, resend_delay_s: float = RESEND_DELA
 
 def to_alert(event: AlertEvent, now: float, evaluation_interval_s: float) -> dict[str, Any]:
     """The API v2 JSON of one alert (``postableAlert``)."""
+    return _postable(event, now, valid_until(now, evaluation_interval_s), {})
+
+
+def _postable(
+    event: AlertEvent, now: float, firing_until: float, times: dict[float, str]
+) -> dict[str, Any]:
+    """:func:`to_alert` with the batch's ``endsAt`` of firing alerts, and its formatted times
+    (``times``, filled as they are met: a burst shares its start and end)."""
     if event.status == "resolved":
         ends_at = event.resolved_at if event.resolved_at is not None else now
     else:
-        ends_at = valid_until(now, evaluation_interval_s)
+        ends_at = firing_until
+    ends_at = max(ends_at, event.fired_at)
+    starts = times.get(event.fired_at)
+    if starts is None:
+        starts = times[event.fired_at] = rfc3339(event.fired_at)
+    ends = times.get(ends_at)
+    if ends is None:
+        ends = times[ends_at] = rfc3339(ends_at)
+    labels = dict(event.labels)
+    if "" in labels.values():
+        labels = {k: v for k, v in labels.items() if v != ""}
     alert: dict[str, Any] = {
-        "labels": {k: v for k, v in event.labels if v != ""},
+        "labels": labels,
         "annotations": dict(event.annotations),
-        "startsAt": rfc3339(event.fired_at),
-        "endsAt": rfc3339(max(ends_at, event.fired_at)),
+        "startsAt": starts,
+        "endsAt": ends,
     }
     if event.generator_url:
         alert["generatorURL"] = event.generator_url
@@ -139,7 +157,9 @@ class AlertmanagerHook:
         ]
 
     def body(self, events: Sequence[AlertEvent], now: float) -> bytes:
-        alerts = [to_alert(e, now, self._evaluation_interval_s) for e in events]
+        firing_until = valid_until(now, self._evaluation_interval_s)
+        times: dict[float, str] = {}
+        alerts = [_postable(e, now, firing_until, times) for e in events]
         return orjson.dumps(alerts)  # compact UTF-8, as json.dumps with those options, faster
 
     async def send(self, events: Sequence[AlertEvent]) -> SendResult:
