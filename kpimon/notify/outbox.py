@@ -100,15 +100,24 @@ class Outbox:
             ValueError: a row or record is unreadable.
         """
         conn = journal.connection
-        if conn.execute("SELECT 1 FROM outbox_staged LIMIT 1").fetchone() is not None:
-            with write_transaction(conn):
-                _unstage(conn)
-        (max_id,) = conn.execute("SELECT coalesce(max(id), 0) FROM outbox").fetchone()
-        box = cls(conn, int(max_id) + 1)
-        for rid, hook, key, kind, created, event, attempts, first, next_at, error in conn.execute(
+        pending = conn.execute(
             "SELECT id, hook, key, kind, created_at, event, attempts, first_attempt_at, "
             "next_at, error FROM outbox WHERE state = 'pending' ORDER BY id"
-        ):
+        ).fetchall()
+        records = dict(conn.execute("SELECT key, record FROM notify_alerts").fetchall())
+        # Staged rows are read where they are (opening writes nothing): the first
+        # acknowledgement moves them.
+        staged = conn.execute("SELECT rows, records FROM outbox_staged ORDER BY id").fetchall()
+        for rows, changes in staged:
+            pending += [
+                (rid, hook, key, kind, created, event, 0, None, next_at, "")
+                for rid, hook, key, kind, created, next_at, event in orjson.loads(rows)
+            ]
+            records.update(orjson.loads(changes))
+        (max_id,) = conn.execute("SELECT coalesce(max(id), 0) FROM outbox").fetchone()
+        box = cls(conn, max([int(max_id), *(int(r[0]) for r in pending[-1:])]) + 1)
+        box._staged = bool(staged)
+        for rid, hook, key, kind, created, event, attempts, first, next_at, error in pending:
             if kind not in KINDS:
                 raise ValueError(f"outbox row {rid}: unknown kind {kind!r}")
             row = Row(
@@ -124,7 +133,7 @@ class Outbox:
                 error,
             )
             box._queues.setdefault(hook, {})[row.id] = row
-        box.records = [(k, r) for k, r in conn.execute("SELECT key, record FROM notify_alerts")]
+        box.records = [(k, r) for k, r in records.items() if r is not None]
         journal.extension = box
         return box
 
@@ -138,7 +147,8 @@ class Outbox:
         records as two JSON arrays): a burst of 1,000 alerts costs one INSERT in the tick
         instead of 2,000. Staged rows move into ``outbox`` and ``notify_alerts`` at the next
         write that is not a tick's (the acknowledgement that follows them, a plan without
-        notifications, or the next start), in the order they were written.
+        notifications, :meth:`unstage` at a clean stop), in the order they were written; the
+        next start reads them where they are.
         """
         new = _new_rows(plans, self._next_id)
         # The last state of each key wins (a key deleted, then re-created, is present).
@@ -192,7 +202,7 @@ class Outbox:
     def unstage(self) -> None:
         """Move the staged rows into ``outbox`` now, in a transaction of their own (at
         shutdown, so that the tables show every notification). A failure is logged; the rows
-        stay staged, and the next start moves them."""
+        stay staged (the next start reads them there)."""
         if self._conn is None or not self._staged:
             return
         try:

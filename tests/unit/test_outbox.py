@@ -378,7 +378,7 @@ async def test_a_tick_s_notifications_are_one_staged_row_that_a_restart_reads_ba
     before = {h: r.n.outbox.rows(h) for h in ("chat", "ticket")}
     records = dict(r.journal.connection.execute("SELECT key, record FROM notify_alerts"))
     again = Outbox.open(r.journal)  # what the next start reads
-    assert staged(r) == 0
+    assert staged(r) == 1  # where it is: opening writes nothing
     for hook, rows in before.items():
         assert [(x.id, x.key, x.kind, x.event) for x in again.rows(hook)] == [
             (x.id, x.key, x.kind, x.event) for x in rows
@@ -423,6 +423,30 @@ async def test_stopping_moves_the_staged_rows_into_the_outbox(
     assert staged(r) == 0
     assert [(h, k, s) for _, h, k, s, _ in r.table()] == [("chat", "firing", "pending")]
     await r.close()
+
+
+async def test_after_a_crash_the_staged_rows_are_sent_once_then_moved(
+    tmp_path: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    one = 'hooks: [{name: chat, type: webhook, url: "http://127.0.0.1:1/c"}]'
+    r = await rig(tmp_path, clock, [Hanging()], alerting=one)
+    assert r.journal is not None
+    await r.tick(a=50, b=50)
+    assert staged(r) == 1
+    r.journal.close()  # killed: nothing stopped, nothing moved
+    caplog.set_level(logging.CRITICAL, logger="kpimon.hooks")
+    await r.n.stop()  # (only to end the hanging task; the journal is already closed)
+
+    chat = ScriptedHook("chat")
+    r2 = await rig(tmp_path, clock, [chat], alerting=one)
+    await clock.settle()
+    assert sent(chat) == [("a", "firing"), ("b", "firing")]
+    assert staged(r2) == 0
+    assert [(h, k, s) for _, h, k, s, _ in r2.table()] == [("chat", "firing", "delivered")] * 2
+    await r2.tick(a=5, b=50)
+    await clock.settle()
+    assert sent(chat)[2:] == [("a", "resolved")]  # the planner state came back too
+    await r2.close()
 
 
 def test_staged_records_and_later_ones_apply_in_order(tmp_path: Path) -> None:
