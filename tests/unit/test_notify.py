@@ -234,7 +234,7 @@ _TEXT = st.text(
 def test_dedup_key_is_the_sha256_of_the_canonical_json(
     kpi: str, level: str, labels: tuple[tuple[str, str], ...]
 ) -> None:
-    """The key is written out by hand for speed; it must stay byte for byte the key of the
+    """The key is written by orjson for speed; it must stay byte for byte the key of the
     canonical JSON, or a restart would open a second incident for the same alert."""
     canonical = json.dumps(
         {"kpi": kpi, "level": level, "labels": sorted(labels)},
