@@ -117,6 +117,11 @@ class Exposition:
     issues: tuple[ParseIssue, ...]
     layout: Layout | None = None
 
+    def __post_init__(self) -> None:
+        # Read-only: the next parse of the target starts from these values (it copies the
+        # ones whose token did not change), so nothing may write into them meanwhile.
+        self.values.flags.writeable = False
+
 
 @dataclass(frozen=True, slots=True, eq=False)
 class Layout:
