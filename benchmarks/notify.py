@@ -10,7 +10,8 @@
    prometheus-alertmanager on loopback when installed, else a loopback receiver answering as
    Alertmanager does): the tick (plan + commit) and the delivery (one POST of 1,000 alerts),
    against the same 100 ms budget, the POST beside the anchor (one POST ≈ 0.7 ms, a batch of
-   1,000 ≈ 35 ms).
+   1,000 ≈ 35 ms). Medians of 7 bursts (3 with --quick), each of new alerts; the range of
+   the loopback figure is printed beside it.
 
     python benchmarks/notify.py [--quick]
 """
@@ -226,8 +227,10 @@ def bare_tick(n_alerts: int) -> float:
     return took * 1000
 
 
-async def burst(n_alerts: int, target: str | None) -> tuple[float, float, float]:
+async def burst(n_alerts: int, target: str | None, run: int = 0) -> tuple[float, float, float]:
     """(tick ms, tick → received ms, JSON body ms) for ``n_alerts`` firing in one tick.
+
+    ``run`` names the series apart from other runs' (an Alertmanager then sees new alerts).
 
     ``target``: an Alertmanager's ``host:port``, and "received" is its answer; None: a
     loopback receiver answering as Alertmanager does, and "received" is when the whole
@@ -258,7 +261,7 @@ async def burst(n_alerts: int, target: str | None) -> tuple[float, float, float]
 
             worker_hook.send = stamped  # type: ignore[method-assign]
             t = time.time() - 15
-            values = {f"q{i}": 1.0 for i in range(n_alerts)}
+            values = {f"r{run}q{i}": 1.0 for i in range(n_alerts)}
             feed(e, t, values)
             e.tick(t)
             feed(e, t + 15, dict.fromkeys(values, 50.0))
@@ -329,22 +332,26 @@ async def main() -> None:
         f"  p50 {p50:7.2f} ms   p99 {p99:7.2f} ms   budget p99 ≤ {BUDGET_MS:.0f} ms "
         f"{verdict(p99, BUDGET_MS)}   anchor: Prometheus + Alertmanager ≥ group_wait 30 s"
     )
-    bare = bare_tick(1000)
-    tick_ms, received_ms, body_ms = await burst(1000, None)
-    print("1,000 alerts firing in one tick → Alertmanager:")
+    bursts = 3 if args.quick else 7
+    bare = statistics.median(bare_tick(1000) for _ in range(bursts))
+    local = [await burst(1000, None, r) for r in range(bursts)]
+    tick_ms, received_ms, body_ms = (statistics.median(x) for x in zip(*local, strict=True))
+    print(f"1,000 alerts firing in one tick → Alertmanager (medians of {bursts} bursts):")
     print(
         f"  tick {tick_ms:7.2f} ms (of which {bare:.2f} ms evaluation, machine and journal "
         f"without notifications; the rest plans 1,000 notifications and journals them)"
     )
     print(
         f"  tick → received {received_ms:7.2f} ms (a loopback receiver answering as "
-        f"Alertmanager does has the whole POST; its JSON body {body_ms:.2f} ms)   "
+        f"Alertmanager does has the whole POST; its JSON body {body_ms:.2f} ms; bursts "
+        f"{min(r for _, r, _ in local):.2f}–{max(r for _, r, _ in local):.2f} ms)   "
         f"budget ≤ {BUDGET_MS:.0f} ms {verdict(received_ms, BUDGET_MS)}   "
         f"({1000 / (received_ms / 1000):,.0f} alerts/s)"
     )
     with tempfile.TemporaryDirectory() as d, alertmanager(Path(d)) as (target, what):
-        am_tick_ms, answered_ms, _ = await burst(1000, target)
-        alone = alertmanager_alone(target, 1000)
+        remote = [await burst(1000, target, r) for r in range(bursts)]
+        alone = alertmanager_alone(target, 1000, rounds=bursts)
+    am_tick_ms, answered_ms, _ = (statistics.median(x) for x in zip(*remote, strict=True))
     print(
         f"  the same to {what}: tick {am_tick_ms:7.2f} ms, tick → answered "
         f"{answered_ms:7.2f} ms, of which Alertmanager's own answer to a prebuilt POST of "
