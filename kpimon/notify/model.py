@@ -48,8 +48,6 @@ def _rfc3339(t: float) -> str:
     )
 
 
-
-
 def dedup_key(kpi: str, level: str, series_labels: Labels) -> str:
     """A key naming one level of one KPI series, the same on every run and Python version.
 
@@ -175,8 +173,10 @@ def build_event(
     text as written, with the error appended, rather than dropping the notification.
     """
     labels = alert_labels(kpi.name, kpi.labels, level, series_labels, external_labels)
-    if any(not value for _, value in labels):
-        labels = tuple(pair for pair in labels if pair[1])  # as Prometheus: empty means absent
+    for _, label_value in labels:  # (a loop, not any() over a generator: 1,000 in a burst)
+        if not label_value:
+            labels = tuple(pair for pair in labels if pair[1])  # as Prometheus: empty is absent
+            break
     lv = kpi.level(level)
     direction = lv.direction if lv is not None else "above"
     at = now if resolved_at is None else resolved_at

@@ -73,6 +73,20 @@ def firing(**kw) -> AlertEvent:
 # --- events and templates ------------------------------------------------------------------
 
 
+def test_an_empty_label_is_absent_from_the_event() -> None:
+    """As Prometheus: a label whose value is empty is no label (and the value and threshold
+    are the transition's, whatever the labels)."""
+    e = firing(series_labels=(("instance", "db1"), ("job", ""), ("zone", "")))
+    assert dict(e.labels) == {
+        "alertname": "cpu_utilization",
+        "instance": "db1",
+        "severity": "warning",
+        "team": "platform",
+    }
+    assert (e.value, e.threshold) == (72.4, 70.0)
+    assert e.series_labels == (("instance", "db1"), ("job", ""), ("zone", ""))
+
+
 def test_default_summary_is_unit_aware_and_names_owner() -> None:
     e = firing()
     assert e.summary == (
