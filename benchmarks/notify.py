@@ -2,7 +2,8 @@
 
 1. Latency, evaluation tick → a loopback webhook receiving the notification: a KPI series is
    (a new one at every tick) crosses its threshold; each tick runs as the daemon runs it
-   (engine tick, planner, journal commit with synchronous=FULL, then the dispatcher woken), and
+   (engine tick, planner, journal commit with synchronous=FULL, then the dispatcher woken; the
+   heap frozen once ready, as ``kpimon run`` does: kpimon.heap), and
    the receiver (an aiohttp server in its own thread and event loop, as another process would
    be) stamps each request's arrival. p50/p99 against the budget: ≤ 100 ms p99 on loopback
    (anchor: Prometheus + Alertmanager notify no sooner than group_wait, 30 s).
@@ -41,6 +42,7 @@ from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from kpimon import heap
 from kpimon.clock import SYSTEM_CLOCK
 from kpimon.config.loader import build_config
 from kpimon.config.models import DaemonConfig
@@ -147,6 +149,7 @@ async def latency(ticks: int) -> list[float]:
         async with aiohttp.ClientSession() as session:
             n = await service(cfg, e, journal, session)
             t0 = time.time() - 15 * ticks  # a tick every 15 s, ending now
+            heap.settle()  # as `kpimon run` does after its first evaluation
             firing: dict[str, float] = {}
             for i in range(ticks):
                 t = t0 + 15 * i
@@ -264,6 +267,7 @@ async def burst(n_alerts: int, target: str | None, run: int = 0) -> tuple[float,
             values = {f"r{run}q{i}": 1.0 for i in range(n_alerts)}
             feed(e, t, values)
             e.tick(t)
+            heap.settle()  # as `kpimon run` does after its first evaluation
             feed(e, t + 15, dict.fromkeys(values, 50.0))
             started = time.perf_counter()
             e.tick(t + 15)

@@ -21,7 +21,7 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from kpimon import __version__
+from kpimon import __version__, heap
 from kpimon import labels as labelset
 from kpimon.clock import SYSTEM_CLOCK, Clock
 from kpimon.config import load_config
@@ -73,6 +73,9 @@ class Options:
     storage_path: str | None = None
     """Directory of the state journal; None keeps no state on disk (tests, embedding)."""
     enable_lifecycle: bool = False
+    freeze_heap: bool = False
+    """Freeze the heap once ready (:func:`kpimon.heap.settle`): what ``kpimon run`` does; off
+    for daemons run inside another process (tests)."""
 
 
 def split_address(address: str) -> tuple[str, int]:
@@ -381,7 +384,12 @@ class Daemon:
             self._evaluate()
             if not self._ready:
                 self._ready = True
-                log.info("first evaluation done, ready kpis=%d", len(self._engine.kpis))
+                frozen = heap.settle() if self.opts.freeze_heap else 0
+                log.info(
+                    "first evaluation done, ready kpis=%d heap_frozen_objects=%d",
+                    len(self._engine.kpis),
+                    frozen,
+                )
             if self.cfg.global_config.evaluation_interval_s != interval:
                 # A reload changed the interval: the schedule starts again from this tick.
                 interval = self.cfg.global_config.evaluation_interval_s

@@ -159,6 +159,7 @@ def _run(args: argparse.Namespace) -> int:
         listen_address=args.listen_address,
         enable_lifecycle=args.enable_lifecycle,
         storage_path=args.storage_path,
+        freeze_heap=True,
     )
     try:
         split_address(opts.listen_address)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from pathlib import Path
 
 import aiohttp
@@ -76,3 +77,24 @@ async def test_a_reload_that_fails_in_any_way_keeps_the_running_config(tmp_path:
         write(tmp_path, "15s")
         assert await daemon.reload() == []
         assert daemon.reload_ok
+
+
+async def test_a_ready_daemon_freezes_its_heap_when_asked(tmp_path: Path) -> None:
+    """``kpimon run`` freezes the heap once ready (kpimon.heap): full passes of the garbage
+    collector no longer walk the modules and the config. A daemon inside another process
+    (these tests) does not, unless asked."""
+    path = write(tmp_path, "15s")
+    for freeze in (False, True):
+        clock = FakeClock()
+        daemon = Daemon(load_config(path), Options(config_file=path, freeze_heap=freeze), clock)
+        try:
+            async with aiohttp.ClientSession() as session:
+                daemon.session = session
+                await daemon.manager.update([])
+                loop = asyncio.create_task(daemon._evaluation_loop())
+                await clock.advance(0)
+                assert daemon.ready
+                assert (gc.get_freeze_count() > 1000) is freeze
+                loop.cancel()
+        finally:
+            gc.unfreeze()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 import time
 import urllib.parse
@@ -181,6 +182,9 @@ async def test_embedded_default_monitors_this_host(tmp_path: Path) -> None:
         assert 'kpimon_target_up{instance="' in text
         assert 'job="host"' in text
         assert "(embedded default)" in k.log()
+        frozen = re.search(r"ready kpis=\d+ heap_frozen_objects=(\d+)", k.log())
+        assert frozen is not None, k.log()
+        assert int(frozen.group(1)) > 1000  # kpimon.heap: ready, the heap is frozen
         k.signal(signal.SIGINT)
         assert await asyncio.to_thread(k.proc.wait, 10) == 0
 
