@@ -180,11 +180,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         "a tick's notifications staged as one row (kpimon.notify.outbox)",
         (
             # One row per commit whose plan had notifications: rows, a JSON array of [id,
-            # hook, key, kind, created_at, next_at, event JSON] (pending outbox rows), and
+            # hook, key, kind, created_at, event JSON, next_at] (pending outbox rows), and
             # records, a JSON array of [key, record or null] (notify_alerts changes, in
-            # order). Moved into outbox and notify_alerts, oldest first, by the next write that
-            # is not a tick's commit (an acknowledgement, a clean stop); read as they are at
-            # start-up.
+            # order). Moved into outbox and notify_alerts, oldest first, by the next
+            # acknowledgement or retry, the next commit with records but no notifications, or
+            # a clean stop; read as they are at start-up.
             "CREATE TABLE outbox_staged (id INTEGER PRIMARY KEY, rows BLOB NOT NULL,"
             " records BLOB NOT NULL)",
         ),

@@ -63,7 +63,8 @@ class Row:
 
 
 class Outbox:
-    """Pending notifications per hook, mirrored to the journal's ``outbox`` table.
+    """Pending notifications per hook, mirrored to the journal's ``outbox`` table (by way of
+    ``outbox_staged``: :meth:`write`).
 
     Use :meth:`open` (on a journal) or :meth:`memory`. ``wake`` is called with the hooks that
     got rows after every commit that enqueued something.
@@ -73,7 +74,7 @@ class Outbox:
         self._conn = conn
         self._next_id = next_id
         self._written: list[Row] = []
-        """The rows :meth:`write` INSERTed in the commit under way."""
+        """The rows :meth:`write` journaled in the commit under way."""
         self._queues: dict[str, dict[int, Row]] = {}
         self.wake: Callable[[set[str]], None] | None = None
         self.records: list[tuple[str, str]] = []
@@ -107,16 +108,16 @@ class Outbox:
         records = dict(conn.execute("SELECT key, record FROM notify_alerts").fetchall())
         # Staged rows are read where they are (opening writes nothing): the first
         # acknowledgement moves them.
-        staged = conn.execute("SELECT rows, records FROM outbox_staged ORDER BY id").fetchall()
-        for rows, changes in staged:
-            pending += [
-                (rid, hook, key, kind, created, event, 0, None, next_at, "")
-                for rid, hook, key, kind, created, next_at, event in orjson.loads(rows)
-            ]
-            records.update(orjson.loads(changes))
+        staged_rows, staged_records = _staged(conn)
+        pending += [
+            (rid, hook, key, kind, created, event, 0, None, next_at, "")
+            for rid, hook, key, kind, created, event, next_at in staged_rows
+        ]
+        records.update(staged_records)
         (max_id,) = conn.execute("SELECT coalesce(max(id), 0) FROM outbox").fetchone()
-        box = cls(conn, max([int(max_id), *(int(r[0]) for r in pending[-1:])]) + 1)
-        box._staged = bool(staged)
+        last_staged = staged_rows[-1][0] if staged_rows else 0  # staged ids come after
+        box = cls(conn, max(int(max_id), int(last_staged)) + 1)
+        box._staged = bool(staged_rows or staged_records)
         for rid, hook, key, kind, created, event, attempts, first, next_at, error in pending:
             if kind not in KINDS:
                 raise ValueError(f"outbox row {rid}: unknown kind {kind!r}")
@@ -146,9 +147,9 @@ class Outbox:
         A plan with notifications is written as ONE row of ``outbox_staged`` (its rows and
         records as two JSON arrays): a burst of 1,000 alerts costs one INSERT in the tick
         instead of 2,000. Staged rows move into ``outbox`` and ``notify_alerts`` at the next
-        write that is not a tick's (the acknowledgement that follows them, a plan without
-        notifications, :meth:`unstage` at a clean stop), in the order they were written; the
-        next start reads them where they are.
+        acknowledgement or retry, the next plan with records but no notifications, or
+        :meth:`unstage` at a clean stop, in the order they were written; the next start reads
+        them where they are.
         """
         new = _new_rows(plans, self._next_id)
         # The last state of each key wins (a key deleted, then re-created, is present).
@@ -165,8 +166,8 @@ class Outbox:
                         n.key,
                         n.kind,
                         n.created_at,
-                        row.next_at,
                         n.event_json or event_to_json(n.event),
+                        row.next_at,
                     )
                     for row, n in new
                 ]
@@ -351,19 +352,26 @@ class Outbox:
             )
 
 
+def _staged(
+    conn: sqlite3.Connection,
+) -> tuple[list[tuple[int, str, str, str, float, str, float]], dict[str, str | None]]:
+    """What :meth:`Outbox.write` staged: the rows as (id, hook, key, kind, created_at, event,
+    next_at), oldest first, and the planner's record changes (the last per key; None: the
+    record is deleted)."""
+    rows: list[tuple[int, str, str, str, float, str, float]] = []
+    records: dict[str, str | None] = {}
+    for text, changes in conn.execute("SELECT rows, records FROM outbox_staged ORDER BY id"):
+        rows += map(tuple, orjson.loads(text))
+        records.update(orjson.loads(changes))
+    return rows, records
+
+
 def _unstage(conn: sqlite3.Connection) -> None:
-    """Move the staged plans into ``outbox`` and ``notify_alerts``, oldest first (inside a
-    write transaction)."""
-    staged = conn.execute("SELECT rows, records FROM outbox_staged ORDER BY id").fetchall()
-    for rows, records in staged:
-        conn.executemany(
-            "INSERT INTO outbox VALUES (?,?,?,?,?,?,'pending',0,NULL,?,NULL,'')",
-            [
-                (rid, hook, key, kind, created, event, next_at)
-                for rid, hook, key, kind, created, next_at, event in orjson.loads(rows)
-            ],
-        )
-        _write_records(conn, dict(orjson.loads(records)))
+    """Move the staged plans into ``outbox`` and ``notify_alerts`` (inside a write
+    transaction)."""
+    rows, records = _staged(conn)
+    conn.executemany("INSERT INTO outbox VALUES (?,?,?,?,?,?,'pending',0,NULL,?,NULL,'')", rows)
+    _write_records(conn, records)
     conn.execute("DELETE FROM outbox_staged")
 
 
