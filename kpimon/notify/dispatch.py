@@ -216,7 +216,8 @@ class Notifications:
     async def stop(self) -> None:
         """Stop every worker at once. A send in flight is abandoned: its row stays pending
         and is sent again (same dedup key) at the next start. Staged rows are moved into the
-        outbox table (:meth:`Outbox.unstage`)."""
+        outbox table, and acknowledgements whose write failed are written
+        (:meth:`Outbox.unstage`)."""
         self._running = False
         tasks = [w.task for w in self._workers.values() if w.task is not None]
         for task in tasks:

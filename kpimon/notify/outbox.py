@@ -201,18 +201,16 @@ class Outbox:
             self.wake(hooks)
 
     def unstage(self) -> None:
-        """Move the staged rows into ``outbox`` now, in a transaction of their own (at
-        shutdown, so that the tables show every notification). A failure is logged; the rows
-        stay staged (the next start reads them there)."""
-        if self._conn is None or not self._staged:
+        """At a clean stop: move the staged rows into ``outbox`` (so that the tables show
+        every notification) and write the acknowledgements whose write failed (else their
+        rows would be sent again at the next start), in one transaction. A failure is logged;
+        the rows stay staged (the next start reads them there)."""
+        if self._conn is None or not (self._staged or self._unwritten):
             return
         try:
-            with write_transaction(self._conn):
-                _unstage(self._conn)
+            self._write(self._unwritten)
         except sqlite3.Error as exc:
-            log.warning("moving staged notifications into the outbox failed err=%s", exc)
-            return
-        self._staged = False
+            log.warning("writing the outbox at stop failed err=%s", exc)
 
     def rolled_back(self) -> None:
         """The commit failed: forget what :meth:`write` prepared (it is written again, with
@@ -329,19 +327,12 @@ class Outbox:
     def _update(self, sql: str, params: list[tuple[object, ...]]) -> None:
         if self._conn is None or not params:
             return
-        conn = self._conn
         # Updates that failed before go first, in the same transaction: a row is never left
         # pending on disk (sent again at the next start) while a later row of its alert, its
         # resolve, is done.
         batch = [*self._unwritten, (sql, params)]
         try:
-            with write_transaction(conn):
-                if self._staged:
-                    _unstage(conn)  # the rows being acknowledged may still be staged
-                for text, rows in batch:
-                    conn.executemany(text, rows)
-            self._unwritten = []
-            self._staged = False
+            self._write(batch)
         except sqlite3.Error as exc:
             # The rows stay pending on disk until a later update succeeds: after a restart
             # before that they are sent again (same dedup key); in this run they are done.
@@ -350,6 +341,18 @@ class Outbox:
             log.error(
                 "acknowledging notifications in the journal failed rows=%d err=%s", len(params), exc
             )
+
+    def _write(self, batch: list[tuple[str, list[tuple[object, ...]]]]) -> None:
+        """In one transaction: move the staged rows (the rows ``batch`` updates may still be
+        staged), then run ``batch``'s statements. Raises sqlite3.Error (nothing written)."""
+        assert self._conn is not None
+        conn = self._conn
+        with write_transaction(conn):
+            if self._staged:
+                _unstage(conn)
+            for text, rows in batch:
+                conn.executemany(text, rows)
+        self._staged, self._unwritten = False, []
 
 
 def _staged(

@@ -449,6 +449,36 @@ async def test_after_a_crash_the_staged_rows_are_sent_once_then_moved(
     await r2.close()
 
 
+async def test_a_clean_stop_writes_the_acknowledgements_whose_write_failed(
+    tmp_path: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Delivered, but its acknowledgement could not be written: a clean stop writes it, so
+    the next start does not send it again."""
+    one = 'hooks: [{name: chat, type: webhook, url: "http://127.0.0.1:1/c"}]'
+    chat = ScriptedHook("chat")
+    r = await rig(tmp_path, clock, [chat], alerting=one)
+    assert r.journal is not None
+    conn = r.journal.connection
+    conn.execute(
+        "CREATE TEMP TRIGGER no_ack BEFORE UPDATE ON outbox "
+        "BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+    )
+    caplog.set_level(logging.CRITICAL, logger="kpimon.hooks")
+    await r.tick(a=50)
+    assert sent(chat) == [("a", "firing")]
+    assert r.n.outbox.write_failures_total == 1
+    assert staged(r) == 1  # the failed acknowledgement's transaction moved nothing
+    conn.execute("DROP TRIGGER no_ack")
+    await r.close()
+
+    chat2 = ScriptedHook("chat")
+    r2 = await rig(tmp_path, clock, [chat2], alerting=one)
+    await clock.settle()
+    assert sent(chat2) == []
+    assert [(h, k, s) for _, h, k, s, _ in r2.table()] == [("chat", "firing", "delivered")]
+    await r2.close()
+
+
 def test_staged_records_and_later_ones_apply_in_order(tmp_path: Path) -> None:
     """A key's record staged with notifications, then deleted by a plan without any: the
     delete wins; deleted while staged, then written again: the record is there."""
