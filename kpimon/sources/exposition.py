@@ -25,8 +25,9 @@ result (else it finds each line's last space); the keys, gathered into one buffe
 with the previous result's in one ``memcmp``, so an unchanged series set costs no key objects
 at all; the value tokens are gathered into rows of equal width, and only those that differ from
 the previous result's are converted (a node_exporter scrape changes a fifth to a third). A
-selective parse splits the wanted lines at their last space. Anything unusual (a timestamp, a blank line, CRLF, a
-malformed line) defers to the regex pass, so the result never depends on ``previous``.
+selective parse splits the wanted lines at their last space. Anything unusual (a timestamp, a
+blank line, CRLF, a malformed line) defers to the regex pass, so the result never depends on
+``previous``.
 
 What is checked, and what is not:
 
