@@ -7,6 +7,7 @@ import re
 import sys
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Enum, Gauge, Histogram, Info, Summary
 from prometheus_client.exposition import generate_latest
@@ -752,3 +753,96 @@ def test_an_unchanged_series_set_returns_the_previous_key_list():
     assert again.keys is previous.keys
     assert again.values.tolist() == [9.0, 2.0, 3.0]
     assert parse(LATER_SCRAPES["new series"], previous=previous).keys is not previous.keys
+
+
+def _lines_of(data: bytes, om: bool) -> tuple[bytes, npt.NDArray[np.intp], npt.NDArray[np.uint8]]:
+    """The framed buffer of ``data``, the newline before each of its lines, their first bytes."""
+    from kpimon.sources import exposition
+
+    buf = exposition._framed(data, om)
+    assert buf is not None
+    array = np.frombuffer(buf, np.uint8)
+    newlines = np.flatnonzero(array[:-1] == 10)
+    return buf, newlines, array[newlines + 1]
+
+
+def _spy_on_searches(monkeypatch: pytest.MonkeyPatch, wanted: frozenset[bytes], om: bool):
+    """Record the bounds of every search of the selective lines' regex (``()``: the whole)."""
+    from kpimon.sources import exposition
+
+    pattern = exposition._selected_lines(wanted, om)
+    bounds: list[tuple[object, ...]] = []
+
+    class Spy:
+        def findall(self, *args: object) -> list[bytes]:
+            bounds.append(args[1:])
+            return pattern.findall(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(exposition, "_selected_lines", lambda *_: Spy())
+    return pattern, bounds
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("om", [False, True], ids=["text", "openmetrics"])
+def test_searching_runs_of_lines_finds_what_one_search_finds(
+    seed: int, om: bool, monkeypatch: pytest.MonkeyPatch
+):
+    """A selective parse of a large payload searches only the runs of lines that may start
+    with a wanted name: it finds the lines one search over the whole payload finds (names
+    sharing a wanted name's prefix, quoted names, a wanted family in several groups, a line
+    that is only a name, an early # EOF), and the parse is the exact pass's."""
+    import random
+
+    from kpimon.sources import exposition
+
+    rnd = random.Random(seed)
+    wanted = frozenset({b"a_total", b"b"})
+    blocks = [
+        lambda i: b'a_total{x="%d"} %d' % (i, i),
+        lambda i: b'a_total_x{x="%d"} 1' % i,
+        lambda i: b"b %d" % i if i % 50 else b"b",
+        lambda i: b'{"a_total",y="%d"} 2' % i,
+        lambda i: b'c{x="%d"} 3' % i,
+        lambda i: b"# HELP c the c",
+        lambda i: b"# EOF" if om and i % 997 == 0 else b'd{x="%d"} 4' % i,
+    ]
+    lines: list[bytes] = []
+    while len(lines) < 30_000:
+        make = rnd.choice(blocks)
+        lines += [make(len(lines) + k) for k in range(rnd.choice([1, 3, 200, 2000]))]
+    data = b"\n".join(lines) + b"\n" + (b"# EOF\n" if om else b"")
+    buf, newlines, firsts = _lines_of(data, om)
+    with monkeypatch.context() as m:
+        pattern, bounds = _spy_on_searches(m, wanted, om)
+        got = exposition._wanted_lines(buf, newlines, firsts, wanted, om)
+    assert bounds != [()]  # searched run by run
+    assert got == pattern.findall(buf)
+    monkeypatch.setattr(exposition, "_RUNS_MIN_BYTES", 0)  # parse() takes that path too
+    previous = parse(data, wanted, openmetrics=om)
+    later = parse(data, wanted, openmetrics=om, previous=previous)
+    exact = exposition._exact(data, wanted, om)
+    assert later.keys == exact.keys
+    assert same_floats(later.values, exact.values)
+    assert (later.samples_total, later.malformed_total) == (
+        exact.samples_total,
+        exact.malformed_total,
+    )
+
+
+def test_searching_runs_of_lines_takes_the_runs_it_should(monkeypatch: pytest.MonkeyPatch):
+    """Few long runs are searched run by run, from the newline before a run's first line to
+    the one after its last, included; many short runs in one search."""
+    from kpimon.sources import exposition
+
+    wanted = frozenset({b"a"})
+    pattern, bounds = _spy_on_searches(monkeypatch, wanted, False)
+    n = 4 * exposition._LINES_PER_RUN
+    grouped = b"zz 1\n" + b"".join(b"a %d\n" % i for i in range(n)) + b"zz 1\n" * n
+    scattered = b"".join(b"a %d\nzz 1\n" % i for i in range(n))
+    for data, runs in ((grouped, [(5, len(grouped) - n * 5 + 1)]), (scattered, [()])):
+        buf, newlines, firsts = _lines_of(data, False)
+        bounds.clear()
+        assert exposition._wanted_lines(buf, newlines, firsts, wanted, False) == pattern.findall(
+            buf
+        )
+        assert bounds == runs
