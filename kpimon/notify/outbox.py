@@ -204,7 +204,8 @@ class Outbox:
         """At a clean stop: move the staged rows into ``outbox`` (so that the tables show
         every notification) and write the acknowledgements whose write failed (else their
         rows would be sent again at the next start), in one transaction. A failure is logged;
-        the rows stay staged (the next start reads them there)."""
+        the rows stay staged (the next start reads them there) and those acknowledgements
+        unwritten (their rows are sent again at the next start, with the same dedup key)."""
         if self._conn is None or not (self._staged or self._unwritten):
             return
         try:

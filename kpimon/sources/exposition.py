@@ -338,7 +338,7 @@ def _by_lines(
     if len(array) < _RUNS_MIN_BYTES:
         newlines = None
         firsts = array[1:][line_start]
-    else:  # where the lines start, too (_wanted_lines): costs the same as the first bytes alone
+    else:  # where the lines start, too (for _wanted_lines); in a small payload it costs more
         newlines = np.flatnonzero(line_start)
         firsts = array[newlines + 1]
     if _STARTS_IRREGULAR[firsts].any():
