@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 from hypothesis import strategies as st
 from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as om_families,
@@ -334,3 +335,18 @@ MALFORMED: list[tuple[bytes, str]] = [
     (b'bad_v{a="1",b="2" 5', 'expected "," or "}"'),
     (b'bad_w{a="1",', "unterminated label set"),
 ]
+
+
+def identical(a: Exposition, b: Exposition) -> bool:
+    """Same result, field by field (NaN equal to NaN)."""
+    if a.timestamps is None or b.timestamps is None:
+        same_ts = a.timestamps is None and b.timestamps is None
+    else:
+        same_ts = np.array_equal(a.timestamps, b.timestamps, equal_nan=True)
+    return (
+        a.keys == b.keys
+        and np.array_equal(a.values, b.values, equal_nan=True)
+        and same_ts
+        and (a.samples_total, a.malformed_total, a.issues)
+        == (b.samples_total, b.malformed_total, b.issues)
+    )

@@ -22,7 +22,7 @@ from kpimon.sources.exposition import (
     content_is_openmetrics,
     parse,
 )
-from tests.helpers.exposition import MALFORMED, decoded, oracle, watchdog
+from tests.helpers.exposition import MALFORMED, decoded, identical, oracle, watchdog
 
 
 def pairs(exp: Exposition) -> list[tuple[bytes, float]]:
@@ -31,6 +31,10 @@ def pairs(exp: Exposition) -> list[tuple[bytes, float]]:
 
 def same_floats(a: list[float] | np.ndarray, b: list[float] | np.ndarray) -> bool:
     return np.array_equal(np.asarray(a, np.float64), np.asarray(b, np.float64), equal_nan=True)
+
+
+def assert_identical(got: Exposition, exact: Exposition) -> None:
+    assert identical(got, exact), (got, exact)
 
 
 SPEC_EXAMPLE = (
@@ -633,15 +637,7 @@ def test_previous_result_never_changes_the_result(later: bytes, wanted: frozense
     steady = parse(_EARLIER.replace(b"} 1", b"} 4"), wanted, previous=first)
     exact = exposition._exact(later, wanted, False)
     for previous in (first, steady):
-        got = parse(later, wanted, previous=previous)
-        assert got.keys == exact.keys
-        assert same_floats(got.values, exact.values)
-        assert (got.samples_total, got.malformed_total, got.issues) == (
-            exact.samples_total,
-            exact.malformed_total,
-            exact.issues,
-        )
-        assert (got.timestamps is None) == (exact.timestamps is None)
+        assert_identical(parse(later, wanted, previous=previous), exact)
 
 
 def test_a_whole_later_parse_keeps_its_layout_for_the_next():
@@ -679,11 +675,10 @@ def test_a_steady_whole_parse_converts_only_the_values_that_changed():
     assert same_floats(later.values, np.array([1500.0, math.nan, 7.0, math.inf]))
     assert same_floats(steady.values, np.array([1.0, math.nan, 12345.0, -math.inf]))
     for bad in (b"1 2", b"1_0", b"+nan", b"1e999", b" ", b"\t1"):
-        got = parse(body.replace(b"c 12345", b"c " + bad), previous=steady)
-        exact = exposition._exact(body.replace(b"c 12345", b"c " + bad), None, False)
-        assert got.keys == exact.keys
-        assert same_floats(got.values, exact.values)
-        assert (got.malformed_total, got.issues) == (exact.malformed_total, exact.issues)
+        later_body = body.replace(b"c 12345", b"c " + bad)
+        assert_identical(
+            parse(later_body, previous=steady), exposition._exact(later_body, None, False)
+        )
 
 
 @pytest.mark.parametrize(
@@ -703,12 +698,7 @@ def test_a_steady_whole_parse_does_not_take_a_longer_token_for_an_unchanged_row(
     from kpimon.sources import exposition
 
     steady = parse(body, previous=parse(body, previous=parse(body)))
-    got = parse(later, previous=steady)
-    exact = exposition._exact(later, None, False)
-    assert got.keys == exact.keys
-    assert same_floats(got.values, exact.values)
-    assert (got.timestamps is None) == (exact.timestamps is None)
-    assert (got.malformed_total, got.issues) == (exact.malformed_total, exact.issues)
+    assert_identical(parse(later, previous=steady), exposition._exact(later, None, False))
 
 
 @pytest.mark.parametrize(
@@ -726,14 +716,7 @@ def test_previous_result_openmetrics(later: bytes, wanted: frozenset[bytes] | No
 
     previous = parse(b'a{x="1"} 1\n# EOF\n', wanted, openmetrics=True)
     got = parse(later, wanted, openmetrics=True, previous=previous)
-    exact = exposition._exact(later, wanted, True)
-    assert got.keys == exact.keys
-    assert same_floats(got.values, exact.values)
-    assert (got.samples_total, got.malformed_total, got.issues) == (
-        exact.samples_total,
-        exact.malformed_total,
-        exact.issues,
-    )
+    assert_identical(got, exposition._exact(later, wanted, True))
 
 
 def test_previous_result_takes_the_line_split_path():
@@ -820,13 +803,7 @@ def test_searching_runs_of_lines_finds_what_one_search_finds(
     monkeypatch.setattr(exposition, "_RUNS_MIN_BYTES", 0)  # parse() takes that path too
     previous = parse(data, wanted, openmetrics=om)
     later = parse(data, wanted, openmetrics=om, previous=previous)
-    exact = exposition._exact(data, wanted, om)
-    assert later.keys == exact.keys
-    assert same_floats(later.values, exact.values)
-    assert (later.samples_total, later.malformed_total) == (
-        exact.samples_total,
-        exact.malformed_total,
-    )
+    assert_identical(later, exposition._exact(data, wanted, om))
 
 
 def test_searching_runs_of_lines_takes_the_runs_it_should(monkeypatch: pytest.MonkeyPatch):

@@ -20,6 +20,7 @@ from tests.helpers.exposition import (
     MALFORMED,
     Line,
     decoded,
+    identical,
     om_payload,
     oracle,
     payloads,
@@ -51,21 +52,6 @@ def in_order(exp: Exposition) -> list[tuple[object, ...]]:
 
 def expected_in_order(lines: list[Line]) -> list[tuple[object, ...]]:
     return [line.sample for line in lines if line.sample is not None]
-
-
-def identical(a: Exposition, b: Exposition) -> bool:
-    """Same result, field by field (NaN equal to NaN)."""
-    if a.timestamps is None or b.timestamps is None:
-        same_ts = a.timestamps is None and b.timestamps is None
-    else:
-        same_ts = np.array_equal(a.timestamps, b.timestamps, equal_nan=True)
-    return (
-        a.keys == b.keys
-        and np.array_equal(a.values, b.values, equal_nan=True)
-        and same_ts
-        and (a.samples_total, a.malformed_total, a.issues)
-        == (b.samples_total, b.malformed_total, b.issues)
-    )
 
 
 @SETTINGS

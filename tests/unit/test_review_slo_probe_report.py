@@ -215,6 +215,18 @@ def _feed(rig: Rig, t0: float, per_step: list[tuple[float, float]], start: tuple
     return t, (good, bad)
 
 
+def _assert_five_bad_minutes_burn_the_hour_at_8(
+    second: Rig, t: float, counters: tuple[float, float]
+) -> None:
+    """After the restart at ``t``: 5 minutes of 10% errors burn the 5m window at 100 and,
+    with the hour's earlier samples replayed, the 1h window at 8.3: no page."""
+    steps = [(4.5, 0.5)] * 20  # 100 requests, 10 errors over 5 minutes
+    _feed(second, t + STEP, [(0.0, 0.0), *steps], counters)
+    assert second.window(300.0).burn_rate == pytest.approx(100.0)
+    assert second.window(3600.0).burn_rate == pytest.approx(10 / 1200 / 0.001, rel=0.05)
+    assert second.status("checkout:burn_1h_5m") == 0
+
+
 async def test_the_1h_burn_rate_after_a_restart_is_the_hours_not_the_uptimes(
     tmp_path: Path,
 ) -> None:
@@ -248,11 +260,7 @@ async def test_the_1h_burn_rate_after_a_restart_is_the_hours_not_the_uptimes(
     assert saved_at == T0 + 52 * 60
     assert histories[0].times_ms[-1] == (T0 + 52 * 60 - STEP) * 1000  # the last 3m are lost
     replay(histories, second.store)
-    steps = [(4.5, 0.5)] * 20  # 100 requests, 10 errors over 5 minutes
-    _feed(second, t + STEP, [(0.0, 0.0), *steps], counters)
-    assert second.window(300.0).burn_rate == pytest.approx(100.0)
-    assert second.window(3600.0).burn_rate == pytest.approx(10 / 1200 / 0.001, rel=0.05)
-    assert second.status("checkout:burn_1h_5m") == 0
+    _assert_five_bad_minutes_burn_the_hour_at_8(second, t, counters)
 
 
 def test_after_a_clean_restart_the_1h_burn_rate_is_the_hours(tmp_path: Path) -> None:
@@ -269,11 +277,7 @@ def test_after_a_clean_restart_the_1h_burn_rate_is_the_hours(tmp_path: Path) -> 
     saved_at, histories = snapshot.load(tmp_path / "samples.npz")
     assert saved_at == t
     replay(histories, second.store)
-    steps = [(4.5, 0.5)] * 20  # 100 requests, 10 errors over 5 minutes
-    _feed(second, t + STEP, [(0.0, 0.0), *steps], counters)
-    assert second.window(300.0).burn_rate == pytest.approx(100.0)
-    assert second.window(3600.0).burn_rate == pytest.approx(10 / 1200 / 0.001, rel=0.05)
-    assert second.status("checkout:burn_1h_5m") == 0
+    _assert_five_bad_minutes_burn_the_hour_at_8(second, t, counters)
 
 
 # --- SLO ledger with an evaluation interval longer than the bucket (kpimon/slo/tracker.py) --
