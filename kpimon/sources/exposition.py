@@ -312,8 +312,9 @@ def parse(
 
 
 _OM_META = (b"# HELP ", b"# TYPE ", b"# UNIT ")
-# What a value token may contain: float() also takes '_' and blanks, which Go's parser does not.
-_VALUE_BYTES = b"0123456789.eE+-infatyINFATY"
+# What value tokens, joined by spaces, may contain: float() also takes '_' and other blanks,
+# which Go's parser does not.
+_VALUE_BYTES_OR_SPACE = b"0123456789.eE+-infatyINFATY "
 
 
 def _by_lines(
@@ -365,11 +366,7 @@ def _by_lines(
         keys = previous.keys
     elif not _new_keys_valid(keys, previous):
         return None
-    joined = b" ".join(tokens)
-    if joined.translate(None, _VALUE_BYTES).strip(b" "):
-        return None  # a byte no value has (blanks, '_', CR, non-ASCII)
-    # With those bytes only, float() takes exactly the finite literals of _VALUE.
-    values = _values(tokens)
+    values = _checked_values(b" ".join(tokens), tokens)
     if values is None:
         return None
     samples_total = int(np.count_nonzero(_STARTS_SAMPLE[firsts]))
@@ -473,15 +470,21 @@ def _token_values(text: bytes) -> npt.NDArray[np.float64] | None:
     """The values of the value tokens in ``text``, each after its space (`` 1 2.5 NaN``);
     None when one is not a value. A token that holds a space (after a guessed key end) comes
     out as two: the callers compare the count."""
+    return _checked_values(text, text.split(b" ")[1:])
+
+
+def _checked_values(text: bytes, tokens: list[bytes]) -> npt.NDArray[np.float64] | None:
+    """The values of ``tokens``, whose bytes are those of ``text`` less spaces; None when a
+    byte no value has is there (blanks other than spaces, '_', CR, non-ASCII) or a token is
+    not a value."""
     if text.translate(None, _VALUE_BYTES_OR_SPACE):
-        return None  # a byte no value has (blanks other than the separators, '_', CR, ...)
+        return None
     # With the bytes checked above, float() takes exactly the finite literals of _VALUE.
-    return _values(text.split(b" ")[1:])
+    return _values(tokens)
 
 
 _TOKEN_WIDTH_MAX = 64
 """The longest value token of the vectorised whole parse (longer ones defer to the regex pass)."""
-_VALUE_BYTES_OR_SPACE = _VALUE_BYTES + b" "
 
 
 def _runs(
